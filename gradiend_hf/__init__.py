@@ -1,0 +1,32 @@
+"""gradiend-hf: GRADIEND for the Hugging Face ecosystem.
+
+Learn one feature of a language model (gender, pronoun number, sentiment, …) from the model's own gradients, and
+rewrite the model with it.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_gradiend import GradiendConfig
+from .modeling_gradiend import GradiendModel, GradiendOutput
+from .objectives import CausalLMObjective, MaskedLMObjective, ObjectiveError, detect_objective, get_objective
+from .params import GradiendParameterError, select_parameters
+
+
+__version__ = "0.1.0"
+
+AutoConfig.register("gradiend", GradiendConfig, exist_ok=True)
+AutoModel.register(GradiendConfig, GradiendModel, exist_ok=True)
+
+__all__ = [
+    "CausalLMObjective",
+    "GradiendConfig",
+    "GradiendModel",
+    "GradiendOutput",
+    "GradiendParameterError",
+    "MaskedLMObjective",
+    "ObjectiveError",
+    "__version__",
+    "detect_objective",
+    "get_objective",
+    "select_parameters",
+]

@@ -1,0 +1,179 @@
+"""Gradients of the base model for GRADIEND, and per-example encodings.
+
+Two computations:
+
+- **Group gradients** (training): for a group of rows that share one transition (e.g. 32 sentences whose factual
+  word is "he" and alternative "she"), the gradients of the mean factual loss, the mean alternative loss or their
+  difference with respect to the selected parameters. The two losses share ONE forward pass (they read the same
+  logits); each requested kind costs one backward pass through `torch.autograd.grad`, which returns fresh tensors
+  and never touches `.grad`.
+- **Per-example encodings** (evaluation): the encoder needs only `W_e · ∇ℓ_i`, the directional derivative of the
+  loss `ℓ_i` of row `i` along `W_e`. Forward-mode AD (`torch.func.jvp`) gives it for a whole batch in one pass,
+  instead of one backward pass per row. [`encode_rows_loop`] is the plain per-example reference path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, jvp
+
+from .objectives import Objective, ObjectiveBatch
+from .params import get_parameters, requires_grad_only
+
+
+GradientDict = dict[str, torch.Tensor]
+
+
+def _kind_loss(kind: str, factual: torch.Tensor, alternative: torch.Tensor) -> torch.Tensor:
+    if kind == "factual":
+        return factual
+    if kind == "alternative":
+        return alternative
+    if kind == "diff":
+        return factual - alternative
+    raise ValueError(f"Unknown gradient kind {kind!r}; choose 'factual', 'alternative' or 'diff'.")
+
+
+def group_gradients(
+    base_model: nn.Module,
+    objective: Objective,
+    batch: ObjectiveBatch,
+    param_names: Sequence[str],
+    kinds: Sequence[str] = ("alternative", "diff"),
+) -> dict[str, GradientDict]:
+    """Gradients of the mean loss of a row group with respect to the selected parameters.
+
+    Args:
+        base_model (`nn.Module`):
+            The base language model, in eval mode. Its `requires_grad` flags are restored and its `.grad` fields
+            are never written.
+        objective ([`Objective`]):
+            How to score the model on `batch`.
+        batch ([`ObjectiveBatch`]):
+            The rows of the group (one transition).
+        param_names (`Sequence[str]`):
+            The selected parameters.
+        kinds (`Sequence[str]`, *optional*, defaults to `("alternative", "diff")`):
+            Which gradients to return: `"factual"` (∇ mean CE of the factual word), `"alternative"` or `"diff"`
+            (factual minus alternative).
+
+    Returns:
+        `dict[str, dict[str, torch.Tensor]]`: kind → parameter name → gradient in the parameter's shape.
+    """
+    kinds = list(dict.fromkeys(kinds))
+    params = get_parameters(base_model, param_names)
+    device = params[0].device
+    with torch.enable_grad(), requires_grad_only(base_model, params):
+        factual, alternative = objective.losses(base_model, batch.to(device))
+        factual, alternative = factual.mean(), alternative.mean()
+        result = {}
+        for i, kind in enumerate(kinds):
+            grads = torch.autograd.grad(
+                _kind_loss(kind, factual, alternative),
+                params,
+                retain_graph=i < len(kinds) - 1,
+                allow_unused=True,
+            )
+            result[kind] = {
+                name: (g if g is not None else torch.zeros_like(p)) for name, g, p in zip(param_names, grads, params)
+            }
+    return result
+
+
+def _math_attention():
+    """SDPA's fused CPU/GPU kernels have no forward-mode AD; the math backend has."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel(SDPBackend.MATH)
+    except ImportError:  # pragma: no cover - old torch
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def encode_rows(
+    gradiend: nn.Module,
+    base_model: nn.Module,
+    objective: Objective,
+    batch: ObjectiveBatch,
+    source: str | None = None,
+) -> torch.Tensor:
+    """Per-example encodings `h_i = act(W_e · ∇ℓ_i + b_e)` of a batch, with batched forward-mode AD.
+
+    Each latent dimension costs one `jvp` over the whole batch: the tangent is the encoder's weight row reshaped to
+    the base parameters, so the directional derivative of every row's loss is that row's `W_e · ∇ℓ_i`.
+
+    Args:
+        gradiend ([`GradiendModel`]): The GRADIEND.
+        base_model (`nn.Module`): The base model, in eval mode (dropout would make rows depend on the batch).
+        objective ([`Objective`]): How to score the model.
+        batch ([`ObjectiveBatch`]): The rows (any mix of transitions).
+        source (`str`, *optional*): Gradient kind the encoder reads; defaults to `gradiend.config.source`.
+
+    Returns:
+        `torch.Tensor` of shape `(batch, latent_dim)`, on the GRADIEND's device.
+    """
+    source = source or gradiend.config.source
+    names = gradiend.param_names
+    params = get_parameters(base_model, names)
+    device = params[0].device
+    batch = batch.to(device)
+    primals = {name: p.detach() for name, p in zip(names, params)}
+
+    def row_losses(overrides: dict[str, torch.Tensor]) -> torch.Tensor:
+        with _math_attention():
+            factual, alternative = objective.losses(_Functional(base_model, overrides), batch)
+        return _kind_loss(source, factual, alternative)
+
+    columns = []
+    for j in range(gradiend.config.latent_dim):
+        tangents = {
+            name: gradiend.encoder.weight[key][j].reshape(shape).to(device=p.device, dtype=p.dtype)
+            for name, key, shape, p in zip(names, gradiend.param_keys, gradiend.param_shapes, params)
+        }
+        _, directional = jvp(row_losses, (primals,), (tangents,))
+        columns.append(directional)
+    pre = torch.stack(columns, dim=-1).to(device=gradiend.encoder.bias.device, dtype=gradiend.dtype)
+    return gradiend._activation("encoder")(pre + gradiend.encoder.bias)
+
+
+class _Functional(nn.Module):
+    """Calls `model` with some parameters replaced (by `functional_call`), so `jvp` can differentiate them."""
+
+    def __init__(self, model: nn.Module, overrides: dict[str, torch.Tensor]):
+        super().__init__()
+        self.wrapped_model = model
+        self.overrides = overrides
+
+    def forward(self, **kwargs):
+        return functional_call(
+            self.wrapped_model, self.overrides, args=(), kwargs=kwargs, tie_weights=True, strict=False
+        )
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.wrapped_model, name)
+
+
+def encode_rows_loop(
+    gradiend: nn.Module,
+    base_model: nn.Module,
+    objective: Objective,
+    batch: ObjectiveBatch,
+    source: str | None = None,
+) -> torch.Tensor:
+    """Reference path for [`encode_rows`]: one backward pass per row, then `gradiend.encode`."""
+    source = source or gradiend.config.source
+    encodings = []
+    for i in range(len(batch)):
+        grads = group_gradients(base_model, objective, batch.select(i), gradiend.param_names, kinds=(source,))
+        with torch.no_grad():
+            encodings.append(gradiend.encode(grads[source]))
+    return torch.stack(encodings)

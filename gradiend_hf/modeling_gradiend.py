@@ -1,0 +1,476 @@
+"""The GRADIEND model: an encoder from base-model gradients to a feature value and a decoder back to a weight update.
+
+The weights are held as one tensor per selected base parameter (`nn.ParameterDict`s keyed by the escaped parameter
+name), never as one flat vector of all `n` entries: checkpoints shard naturally, keys read like the base model's
+parameter names, and `decode` returns updates directly in the base parameters' shapes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_gradiend import GradiendConfig
+from .params import check_parameters_match, parameter_shapes, select_parameters
+
+
+try:  # transformers>=5 skips tensors that were loaded from a checkpoint
+    from transformers import initialization as init
+except ImportError:  # pragma: no cover - transformers 4.x
+    from torch.nn import init
+
+IMPORTANCE_PARTS = ("decoder-weight", "encoder-weight", "decoder-bias", "decoder-sum")
+UPDATE_PARTS = ("decoder", "decoder-weight", "decoder-bias", "decoder-sum", "encoder-weight")
+
+_ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "id": lambda x: x,
+    "relu": F.relu,
+    "leakyrelu": F.leaky_relu,
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "elu": F.elu,
+    "sigmoid": torch.sigmoid,
+    "hardtanh": F.hardtanh,
+}
+
+
+def escape_parameter_name(name: str) -> str:
+    """Turns a base parameter name into a `ParameterDict` key (keys may not contain dots)."""
+    return name.replace(".", "__")
+
+
+@dataclass
+class GradiendOutput(ModelOutput):
+    """Output of [`GradiendModel.forward`].
+
+    Args:
+        loss (`torch.FloatTensor`, *optional*):
+            Mean squared reconstruction error over all `n` entries (and the batch), when targets were given.
+        encodings (`torch.FloatTensor` of shape `(batch, latent_dim)` or `(latent_dim,)`):
+            The feature values of the source gradients.
+    """
+
+    loss: torch.FloatTensor | None = None
+    encodings: torch.FloatTensor | None = None
+
+
+class GradiendEncoder(nn.Module):
+    """`h = act(Σ_p W_p · g_p + b)`: one `(latent_dim, numel_p)` weight per base parameter `p`."""
+
+    def __init__(self, keys: Sequence[str], numels: Sequence[int], latent_dim: int):
+        super().__init__()
+        self.weight = nn.ParameterDict(
+            {key: nn.Parameter(torch.empty(latent_dim, numel)) for key, numel in zip(keys, numels)}
+        )
+        self.bias = nn.Parameter(torch.empty(latent_dim))
+
+
+class GradiendDecoder(nn.Module):
+    """`u_p(h) = act(W_p · h + b_p)`: one `(numel_p, latent_dim)` weight and `(numel_p,)` bias per parameter."""
+
+    def __init__(self, keys: Sequence[str], numels: Sequence[int], latent_dim: int, bias: bool):
+        super().__init__()
+        self.weight = nn.ParameterDict(
+            {key: nn.Parameter(torch.empty(numel, latent_dim)) for key, numel in zip(keys, numels)}
+        )
+        self.bias = (
+            nn.ParameterDict({key: nn.Parameter(torch.empty(numel)) for key, numel in zip(keys, numels)})
+            if bias
+            else None
+        )
+
+
+class GradiendPreTrainedModel(PreTrainedModel):
+    config_class = GradiendConfig
+    base_model_prefix = "gradiend"
+    main_input_name = "source_gradients"
+    _no_split_modules = []
+    supports_gradient_checkpointing = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialises like the reference: the encoder as `nn.Linear(n, latent_dim)` over the TOTAL n, the decoder
+        uniformly in ±(largest encoder weight).
+
+        Works on the `ParameterDict`s themselves: transformers skips a custom module whose direct parameters are all
+        loaded, and the encoder/decoder modules hold theirs one level down. Uses `transformers.initialization`, which
+        leaves tensors loaded from a checkpoint untouched. Children are initialised before parents and the encoder
+        before the decoder, so the decoder's bound is read from an initialised encoder.
+        """
+        encoder, decoder = getattr(self, "encoder", None), getattr(self, "decoder", None)
+        if encoder is None or decoder is None:
+            return
+        # nn.Linear's default (kaiming_uniform with a=sqrt(5)) gives a bound of 1/sqrt(fan_in) for W and b.
+        bound = 1.0 / math.sqrt(max(self.config.num_base_parameters, 1))
+        if module is encoder.weight:
+            for weight in module.values():
+                init.uniform_(weight, -bound, bound)
+        elif module is encoder:
+            init.uniform_(module.bias, -bound, bound)
+        elif module is decoder.weight or (decoder.bias is not None and module is decoder.bias):
+            encoder_weights = list(encoder.weight.values())
+            if not encoder_weights or any(w.is_meta for w in encoder_weights):
+                return
+            limit = max(float(w.max()) for w in encoder_weights)
+            for value in module.values():
+                init.uniform_(value, -limit, limit)
+
+
+class GradiendModel(GradiendPreTrainedModel):
+    r"""
+    A GRADIEND for one feature of a base language model.
+
+    Build an untrained one for a loaded base model with [`GradiendModel.from_base_model`], load a trained one with
+    [`GradiendModel.from_pretrained`].
+
+    Example:
+
+    ```python
+    >>> from transformers import AutoModelForMaskedLM
+    >>> from gradiend_hf import GradiendModel
+    >>> base = AutoModelForMaskedLM.from_pretrained("bert-base-cased")
+    >>> gradiend = GradiendModel.from_base_model(base, params=["bert.encoder.layer.11.*"])
+    >>> gradiend.num_parameters() == 3 * gradiend.config.num_base_parameters + 1
+    True
+    ```
+    """
+
+    def __init__(self, config: GradiendConfig):
+        super().__init__(config)
+        self.param_names = list(config.param_names)
+        self.param_shapes = [tuple(shape) for shape in config.param_shapes]
+        self.param_keys = [escape_parameter_name(name) for name in self.param_names]
+        if len(set(self.param_keys)) != len(self.param_keys):
+            raise ValueError("Two selected parameter names escape to the same key; rename them or select fewer.")
+        numels = [math.prod(shape) for shape in self.param_shapes]
+        self.encoder = GradiendEncoder(self.param_keys, numels, config.latent_dim)
+        self.decoder = GradiendDecoder(self.param_keys, numels, config.latent_dim, config.bias_decoder)
+        self.post_init()
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_base_model(
+        cls,
+        base_model: nn.Module,
+        params: str | Sequence[str] | None = None,
+        latent_dim: int = 1,
+        dtype: torch.dtype | None = None,
+        **config_kwargs: Any,
+    ) -> GradiendModel:
+        """Builds an untrained GRADIEND for a loaded base model.
+
+        Args:
+            base_model (`PreTrainedModel`):
+                The masked or causal language model whose gradients the GRADIEND reads.
+            params (`str` or `Sequence[str]`, *optional*):
+                Parameter names or `*` patterns to cover (all matches of each); `None` covers the backbone.
+            latent_dim (`int`, *optional*, defaults to 1):
+                Number of feature values.
+            dtype (`torch.dtype`, *optional*):
+                dtype of the GRADIEND's weights; defaults to float32.
+            config_kwargs:
+                Further [`GradiendConfig`] fields (`source`, `target`, `feature_classes`, `activation_encoder`, …).
+
+        Returns:
+            [`GradiendModel`]: A freshly initialised GRADIEND on the CPU.
+        """
+        from .objectives import detect_objective
+
+        names = select_parameters(base_model, params)
+        base_config = getattr(base_model, "config", None)
+        config_kwargs.setdefault("base_model_name_or_path", getattr(base_config, "_name_or_path", None) or None)
+        config_kwargs.setdefault("objective", detect_objective(base_model))
+        if base_config is not None:
+            config_kwargs.setdefault(
+                "base_model_config",
+                {"model_type": base_config.model_type, "architectures": [type(base_model).__name__]},
+            )
+        config = GradiendConfig(
+            param_names=names,
+            param_shapes=parameter_shapes(base_model, names),
+            latent_dim=latent_dim,
+            **config_kwargs,
+        )
+        model = cls(config)
+        if dtype is not None:
+            model = model.to(dtype)
+        return model
+
+    def check_base_model(self, base_model: nn.Module) -> None:
+        """Raises a clear error if `base_model` lacks a covered parameter or has it with another shape."""
+        check_parameters_match(base_model, self.param_names, self.param_shapes)
+
+    # ------------------------------------------------------------------ encoder / decoder
+
+    def _activation(self, which: str):
+        return _ACTIVATIONS[getattr(self.config, f"activation_{which}")]
+
+    def _flat_gradient(self, gradients: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        if name not in gradients:
+            raise KeyError(f"The gradients lack base parameter {name!r}, which this GRADIEND covers.")
+        grad = gradients[name]
+        if tuple(grad.shape) == shape:
+            return grad.reshape(1, -1)
+        if tuple(grad.shape[1:]) == shape:
+            return grad.reshape(grad.shape[0], -1)
+        raise ValueError(f"Gradient of {name!r} has shape {tuple(grad.shape)}; expected {shape} or (batch, *{shape}).")
+
+    def encode(self, gradients: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Encodes gradients into feature values.
+
+        Args:
+            gradients (`Mapping[str, torch.Tensor]`):
+                Base parameter name → gradient, in the parameter's shape or with a leading batch dimension.
+
+        Returns:
+            `torch.Tensor`: `(latent_dim,)` for one gradient, `(batch, latent_dim)` for a batch.
+        """
+        pre = None
+        batched = False
+        for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
+            flat = self._flat_gradient(gradients, name, shape)
+            batched = batched or gradients[name].dim() > len(shape)
+            weight = self.encoder.weight[key]
+            term = flat.to(device=weight.device, dtype=weight.dtype) @ weight.T
+            pre = term if pre is None else pre + term
+        h = self._activation("encoder")(pre + self.encoder.bias)
+        return h if batched else h[0]
+
+    def decode(self, encodings: torch.Tensor | float | Sequence[float]) -> dict[str, torch.Tensor]:
+        """Decodes feature values into per-parameter weight updates.
+
+        Args:
+            encodings (`torch.Tensor`, `float` or sequence of floats):
+                `(latent_dim,)` or `(batch, latent_dim)` feature values; a float is allowed when `latent_dim == 1`.
+
+        Returns:
+            `dict[str, torch.Tensor]`: base parameter name → update in the parameter's shape (with a leading batch
+            dimension when `encodings` is batched).
+        """
+        h, batched = self._as_latent(encodings)
+        act = self._activation("decoder")
+        out = {}
+        for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
+            weight = self.decoder.weight[key]
+            value = h.to(device=weight.device, dtype=weight.dtype) @ weight.T
+            if self.decoder.bias is not None:
+                value = value + self.decoder.bias[key]
+            value = act(value)
+            out[name] = value.reshape(value.shape[0], *shape) if batched else value.reshape(shape)
+        return out
+
+    def _as_latent(self, encodings) -> tuple[torch.Tensor, bool]:
+        h = torch.as_tensor(encodings, dtype=self.dtype, device=self.encoder.bias.device)
+        if h.dim() == 0:
+            h = h.reshape(1)
+        if h.shape[-1] != self.config.latent_dim:
+            raise ValueError(
+                f"Expected {self.config.latent_dim} feature value(s) per example, got shape {tuple(h.shape)}."
+            )
+        batched = h.dim() == 2
+        return (h if batched else h.reshape(1, -1)), batched
+
+    def forward(
+        self,
+        source_gradients: Mapping[str, torch.Tensor],
+        target_gradients: Mapping[str, torch.Tensor] | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> GradiendOutput | tuple:
+        """Encodes the source gradients and, given targets, returns the mean squared reconstruction error.
+
+        Args:
+            source_gradients (`Mapping[str, torch.Tensor]`): Gradients the encoder reads (see [`encode`]).
+            target_gradients (`Mapping[str, torch.Tensor]`, *optional*): Gradients the decoder should reconstruct.
+            return_dict (`bool`, *optional*): Return a [`GradiendOutput`] (default) or a tuple.
+
+        Returns:
+            [`GradiendOutput`] with `loss` (mean over all `n` entries and the batch) and `encodings`.
+        """
+        encodings = self.encode(source_gradients)
+        loss = None
+        if target_gradients is not None:
+            decoded = self.decode(encodings)
+            squared, count = None, 0
+            for name in self.param_names:
+                target = target_gradients[name].to(device=decoded[name].device, dtype=decoded[name].dtype)
+                term = (decoded[name] - target.reshape(decoded[name].shape)).pow(2).sum()
+                squared = term if squared is None else squared + term
+                count += decoded[name].numel()
+            loss = squared / count
+        if return_dict is False:
+            return (loss, encodings) if loss is not None else (encodings,)
+        return GradiendOutput(loss=loss, encodings=encodings)
+
+    # ------------------------------------------------------------------ updates and importance
+
+    @torch.no_grad()
+    def update(
+        self, feature_factor: float | Sequence[float], learning_rate: float, part: str = "decoder"
+    ) -> dict[str, torch.Tensor]:
+        """The weight update `learning_rate · u` for the base model, in the base parameters' shapes.
+
+        Args:
+            feature_factor (`float` or sequence of floats):
+                The feature value fed to the decoder (`part="decoder"`); ignored by the static parts.
+            learning_rate (`float`):
+                Scale of the update.
+            part (`str`, *optional*, defaults to `"decoder"`):
+                `"decoder"`: `act_dec(W_d · ff + b_d)`; `"decoder-weight"`: `W_d` (summed over latent dims);
+                `"decoder-bias"`: `b_d`; `"decoder-sum"`: `W_d · 1 + b_d`; `"encoder-weight"`: `W_e` (summed).
+
+        Returns:
+            `dict[str, torch.Tensor]`: base parameter name → update.
+        """
+        if part not in UPDATE_PARTS:
+            raise ValueError(f"Unknown update part {part!r}; choose one of {', '.join(UPDATE_PARTS)}.")
+        if part == "decoder":
+            return {name: learning_rate * value for name, value in self.decode(feature_factor).items()}
+        out = {}
+        for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
+            out[name] = learning_rate * self._static_part(part, key).reshape(shape)
+        return out
+
+    def _static_part(self, part: str, key: str) -> torch.Tensor:
+        if part == "encoder-weight":
+            return self.encoder.weight[key].sum(0)
+        weight = self.decoder.weight[key].sum(1)
+        bias = self.decoder.bias[key] if self.decoder.bias is not None else torch.zeros_like(weight)
+        if part == "decoder-weight":
+            return weight
+        if part == "decoder-bias":
+            return bias.clone()
+        return weight + bias  # decoder-sum
+
+    @torch.no_grad()
+    def get_weight_importance(self, part: str = "decoder-weight") -> dict[str, torch.Tensor]:
+        """Importance of every covered base-parameter entry.
+
+        Args:
+            part (`str`, *optional*, defaults to `"decoder-weight"`):
+                `"decoder-weight"`: Σ_j |W_d[i, j]|; `"encoder-weight"`: Σ_j |W_e[j, i]|; `"decoder-bias"`: |b_i|;
+                `"decoder-sum"`: |Σ_j W_d[i, j] + b_i|.
+
+        Returns:
+            `dict[str, torch.Tensor]`: base parameter name → non-negative importance in the parameter's shape.
+        """
+        if part not in IMPORTANCE_PARTS:
+            raise ValueError(f"Unknown importance part {part!r}; choose one of {', '.join(IMPORTANCE_PARTS)}.")
+        out = {}
+        for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
+            if part == "decoder-weight":
+                value = self.decoder.weight[key].abs().sum(1)
+            elif part == "encoder-weight":
+                value = self.encoder.weight[key].abs().sum(0)
+            else:
+                value = self._static_part(part, key).abs()
+            out[name] = value.reshape(shape)
+        return out
+
+    @torch.no_grad()
+    def topk(self, k: int, part: str = "decoder-weight") -> list[dict[str, Any]]:
+        """The `k` most important base-parameter entries, without building one flat vector of all `n` entries.
+
+        Args:
+            k (`int`): How many entries to return.
+            part (`str`, *optional*, defaults to `"decoder-weight"`): Importance definition, see
+                [`get_weight_importance`].
+
+        Returns:
+            `list[dict]`: most important first; each with `parameter` (base name), `position` (index tuple in the
+            parameter), `global_index` (position in the concatenation of all covered parameters in GRADIEND order,
+            comparable across GRADIENDs with the same parameter fingerprint) and `importance`.
+        """
+        if k < 1:
+            raise ValueError(f"`k` must be at least 1, got {k}.")
+        importance = self.get_weight_importance(part)
+        candidates_values, candidates_index = [], []
+        offset = 0
+        offsets = []
+        for name, shape in zip(self.param_names, self.param_shapes):
+            flat = importance[name].reshape(-1).float().cpu()
+            top = torch.topk(flat, min(k, flat.numel()))
+            candidates_values.append(top.values)
+            candidates_index.append(top.indices + offset)
+            offsets.append(offset)
+            offset += flat.numel()
+        values = torch.cat(candidates_values)
+        indices = torch.cat(candidates_index)
+        best = torch.topk(values, min(k, values.numel()))
+        starts = torch.tensor(offsets)
+        results = []
+        for value, global_index in zip(best.values.tolist(), indices[best.indices].tolist()):
+            param_pos = int(torch.searchsorted(starts, torch.tensor(global_index), right=True)) - 1
+            local = global_index - offsets[param_pos]
+            shape = self.param_shapes[param_pos]
+            position = tuple(int(i) for i in torch.unravel_index(torch.tensor(local), shape)) if shape else ()
+            results.append(
+                {
+                    "parameter": self.param_names[param_pos],
+                    "position": position,
+                    "global_index": int(global_index),
+                    "importance": float(value),
+                }
+            )
+        return results
+
+    @torch.no_grad()
+    def invert_encoding(self) -> None:
+        """Flips the sign of the feature: negates the encoder (W and b) and the decoder weight.
+
+        The decoder bias is kept, so the reconstruction of every gradient is unchanged (the reference package also
+        flips the bias, which changes the reconstruction by `2 · b_d`).
+        """
+        for weight in self.encoder.weight.values():
+            weight.neg_()
+        self.encoder.bias.neg_()
+        for weight in self.decoder.weight.values():
+            weight.neg_()
+        if self.config.feature_classes and self.config.positive_class is not None:
+            classes = self.config.feature_classes
+            self.config.positive_class = classes[1] if self.config.positive_class == classes[0] else classes[0]
+
+    # ------------------------------------------------------------------ saving
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, max_shard_size: str | int = "5GB", **kwargs):
+        """Saves config.json and sharded safetensors (see `PreTrainedModel.save_pretrained`), atomically.
+
+        The files are first written to a temporary folder beside the target and then moved into place with the
+        config last, so an interrupted save never leaves a half-written model that loads, and never loses the
+        files of a model saved there before until the new ones are complete. `max_shard_size` defaults to 5GB
+        (Hub-friendly; transformers 5 defaults to 50GB).
+        """
+        if kwargs.get("push_to_hub"):
+            return super().save_pretrained(save_directory, *args, max_shard_size=max_shard_size, **kwargs)
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise ValueError(f"Cannot save a GRADIEND to {save_directory!r}: it is a file, not a folder.")
+        os.makedirs(save_directory, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".gradiend-save-", dir=save_directory)
+        try:
+            super().save_pretrained(staging, *args, max_shard_size=max_shard_size, **kwargs)
+            written = sorted(os.listdir(staging), key=lambda f: (f == "config.json", f))
+            for name in written[:-1] if written and written[-1] == "config.json" else written:
+                os.replace(os.path.join(staging, name), os.path.join(save_directory, name))
+            # Weight shards of an earlier save that the new one did not overwrite would be read with the new index.
+            for old in os.listdir(save_directory):
+                is_weights = old.startswith("model") and (old.endswith(".safetensors") or old.endswith(".index.json"))
+                if is_weights and old not in written:
+                    os.remove(os.path.join(save_directory, old))
+            if "config.json" in written:
+                os.replace(os.path.join(staging, "config.json"), os.path.join(save_directory, "config.json"))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,113 @@
+import pytest
+import torch
+
+from gradiend_hf import GradiendModel, get_objective
+from gradiend_hf.gradients import encode_rows, encode_rows_loop, group_gradients
+
+from .tiny_models import FAMILIES, MASKED_FAMILIES, masked_rows, tiny_model
+
+
+def plain_gradients(model, tokenizer, objective_name, masked, words):
+    """The plain computation: Hugging Face's own LM loss on the filled-in text, `.backward()`, read `.grad`."""
+    model.zero_grad(set_to_none=True)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    total = 0.0
+    for text, word in zip(masked, words):
+        prefix, suffix = text.split("[MASK]")
+        if objective_name == "masked_lm":
+            filled = tokenizer(text.replace("[MASK]", tokenizer.mask_token), return_tensors="pt")
+            ids = filled["input_ids"]
+            position = (ids[0] == tokenizer.mask_token_id).nonzero().item()
+            labels = torch.full_like(ids, -100)
+            labels[0, position] = objective_ids(tokenizer, objective_name, text, word)
+            loss = model(input_ids=ids, labels=labels).loss
+        else:
+            ids = tokenizer(prefix + word, return_tensors="pt")["input_ids"]
+            labels = torch.full_like(ids, -100)
+            labels[0, -1] = ids[0, -1]  # the model shifts labels: the last token is predicted from the prefix
+            loss = model(input_ids=ids, labels=labels).loss
+        total = total + loss
+    (total / len(masked)).backward()
+    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def objective_ids(tokenizer, objective_name, text, word):
+    filled = text.replace("[MASK]", word)
+    ids = tokenizer(filled)["input_ids"]
+    masked_ids = tokenizer(text.replace("[MASK]", tokenizer.mask_token))["input_ids"]
+    position = masked_ids.index(tokenizer.mask_token_id)
+    return ids[position]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_forward_gradients_equal_two_plain_computations(family):
+    model, tok = tiny_model(family)
+    objective_name = "masked_lm" if family in MASKED_FAMILIES else "causal_lm"
+    objective = get_objective(objective_name, tok)
+    masked, factual, alternative = masked_rows(4)
+    masked[1] = masked[1].replace("said that", "thought")  # uneven lengths: padding must not matter
+    gradiend = GradiendModel.from_base_model(model)
+    names = gradiend.param_names
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    batch = objective.prepare(masked, factual, alternative)
+    ours = group_gradients(model, objective, batch, names, kinds=("factual", "alternative", "diff"))
+    assert all(p.grad is None for p in model.parameters()), "the base model's .grad must stay untouched"
+    assert flags == {name: p.requires_grad for name, p in model.named_parameters()}
+    assert not model.training
+
+    plain_f = plain_gradients(model, tok, objective_name, masked, factual)
+    plain_a = plain_gradients(model, tok, objective_name, masked, alternative)
+    # One scale for the whole model: some gradients are exactly zero in theory (attention key biases) and only
+    # float noise in practice, so a per-parameter relative error would compare noise with noise.
+    scale = max(plain_f[name].abs().max() for name in names)
+    for name in names:
+        torch.testing.assert_close(ours["factual"][name] / scale, plain_f[name] / scale, atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(ours["alternative"][name] / scale, plain_a[name] / scale, atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(ours["diff"][name], ours["factual"][name] - ours["alternative"][name])
+    assert any(ours["diff"][name].abs().sum() > 0 for name in names)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("source", ["alternative", "diff", "factual"])
+def test_batched_encodings_equal_per_example_loop(family, source):
+    model, tok = tiny_model(family)
+    objective = get_objective(model, tok)
+    masked, factual, alternative = masked_rows(6)
+    masked[0] = "Yes, the tall doctor said that [MASK] came."
+    torch.manual_seed(0)
+    gradiend = GradiendModel.from_base_model(model, latent_dim=2 if source == "diff" else 1, source=source)
+    # A trained encoder has larger weights than the init; scale so that tanh is not linear.
+    with torch.no_grad():
+        for w in gradiend.encoder.weight.values():
+            w.mul_(200)
+    batch = objective.prepare(masked, factual, alternative)
+    fast = encode_rows(gradiend, model, objective, batch)
+    slow = encode_rows_loop(gradiend, model, objective, batch)
+    assert fast.shape == (6, gradiend.config.latent_dim)
+    assert slow.abs().max() > 0.05, "the check needs non-trivial encodings"
+    rel = (fast - slow).abs().max() / slow.abs().max()
+    assert rel <= 1e-4, rel
+
+
+def test_batched_encodings_work_with_sdpa_attention():
+    model, tok = tiny_model("llama", attn="sdpa")
+    objective = get_objective(model, tok)
+    masked, factual, alternative = masked_rows(4)
+    gradiend = GradiendModel.from_base_model(model)
+    batch = objective.prepare(masked, factual, alternative, padding_side="left")
+    fast = encode_rows(gradiend, model, objective, batch)
+    slow = encode_rows_loop(gradiend, model, objective, batch)
+    assert ((fast - slow).abs().max() / slow.abs().max()) <= 1e-4
+
+
+def test_selected_subset_only():
+    model, tok = tiny_model("bert")
+    objective = get_objective(model, tok)
+    masked, factual, alternative = masked_rows(2)
+    names = ["bert.encoder.layer.1.output.dense.weight"]
+    grads = group_gradients(model, objective, objective.prepare(masked, factual, alternative), names, kinds=("diff",))
+    assert list(grads["diff"]) == names
+    assert grads["diff"][names[0]].shape == model.get_parameter(names[0]).shape
