@@ -400,7 +400,7 @@ class GradiendModel(GradiendPreTrainedModel):
         candidates_values, candidates_index = [], []
         offset = 0
         offsets = []
-        for name, shape in zip(self.param_names, self.param_shapes):
+        for name in self.param_names:
             flat = importance[name].reshape(-1).float().cpu()
             top = torch.topk(flat, min(k, flat.numel()))
             candidates_values.append(top.values)
@@ -426,6 +426,19 @@ class GradiendModel(GradiendPreTrainedModel):
                 }
             )
         return results
+
+    def rewrite(
+        self,
+        base_model: nn.Module,
+        feature_factor: float | Sequence[float],
+        learning_rate: float,
+        inplace: bool = False,
+        part: str = "decoder",
+    ) -> nn.Module:
+        """Returns `base_model` rewritten with `learning_rate · u(feature_factor)`; see [`gradiend_hf.rewrite.rewrite`]."""
+        from .rewrite import rewrite
+
+        return rewrite(self, base_model, feature_factor, learning_rate, inplace=inplace, part=part)
 
     @torch.no_grad()
     def invert_encoding(self) -> None:
