@@ -10,6 +10,9 @@ from .configuration_gradiend import GradiendConfig
 from .modeling_gradiend import GradiendModel, GradiendOutput
 from .objectives import CausalLMObjective, MaskedLMObjective, ObjectiveError, detect_objective, get_objective
 from .params import GradiendParameterError, select_parameters
+from .trainer import GradiendTrainer
+from .trainer_callbacks import GradiendNotConvergedError
+from .training_args import GradiendTrainingArguments
 
 
 __version__ = "0.1.0"
@@ -21,6 +24,9 @@ __all__ = [
     "CausalLMObjective",
     "GradiendConfig",
     "GradiendModel",
+    "GradiendNotConvergedError",
+    "GradiendTrainer",
+    "GradiendTrainingArguments",
     "GradiendOutput",
     "GradiendParameterError",
     "MaskedLMObjective",

@@ -440,19 +440,40 @@ class GradiendModel(GradiendPreTrainedModel):
 
         return rewrite(self, base_model, feature_factor, learning_rate, inplace=inplace, part=part)
 
+    def export_peft(
+        self,
+        base_model: nn.Module,
+        feature_factor: float | Sequence[float],
+        learning_rate: float,
+        save_directory: str | os.PathLike,
+        rank: int | float | str = "full",
+        **kwargs: Any,
+    ):
+        """Writes the rewrite `learning_rate · u(feature_factor)` as a PEFT LoRA adapter; see
+        [`gradiend_hf.export.export_peft`]. Returns an [`ExportReport`]."""
+        from .export import export_peft
+
+        return export_peft(self, base_model, feature_factor, learning_rate, save_directory, rank=rank, **kwargs)
+
     @torch.no_grad()
-    def invert_encoding(self) -> None:
+    def invert_encoding(self, update_config: bool = True) -> None:
         """Flips the sign of the feature: negates the encoder (W and b) and the decoder weight.
 
         The decoder bias is kept, so the reconstruction of every gradient is unchanged (the reference package also
         flips the bias, which changes the reconstruction by `2 · b_d`).
+
+        Args:
+            update_config (`bool`, *optional*, defaults to `True`):
+                Swap `config.positive_class` too, so the GRADIEND means the same as before with the opposite sign.
+                Sign normalisation during training passes `False`: there the flip makes the configured positive
+                class encode to +1.
         """
         for weight in self.encoder.weight.values():
             weight.neg_()
         self.encoder.bias.neg_()
         for weight in self.decoder.weight.values():
             weight.neg_()
-        if self.config.feature_classes and self.config.positive_class is not None:
+        if update_config and self.config.feature_classes and self.config.positive_class is not None:
             classes = self.config.feature_classes
             self.config.positive_class = classes[1] if self.config.positive_class == classes[0] else classes[0]
 
@@ -466,6 +487,8 @@ class GradiendModel(GradiendPreTrainedModel):
         files of a model saved there before until the new ones are complete. `max_shard_size` defaults to 5GB
         (Hub-friendly; transformers 5 defaults to 50GB).
         """
+        if kwargs.get("is_main_process") is False:
+            return None
         if kwargs.get("push_to_hub"):
             return super().save_pretrained(save_directory, *args, max_shard_size=max_shard_size, **kwargs)
         save_directory = os.fspath(save_directory)

@@ -143,8 +143,8 @@ class Objective:
             texts,
             add_special_tokens=True,
             return_offsets_mapping=True,
-            truncation=True,
-            max_length=self.max_length,
+            truncation=False,
+            verbose=False,
         )
 
     @staticmethod
@@ -154,10 +154,7 @@ class Objective:
         """Index of the single token that holds `text[start:end]` (the word), else a clear error."""
         hits = [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
         if not hits:
-            raise ObjectiveError(
-                f"The word {word!r} was cut off by truncation at {len(offsets)} tokens in {text[:80]!r}; shorten "
-                "the text or raise `max_length`."
-            )
+            raise ObjectiveError(f"The word {word!r} produced no token in {text[:80]!r}.")
         if len(hits) > 1:
             raise MultiTokenWordError(
                 f"The tokenizer splits {word!r} into {len(hits)} tokens; GRADIEND targets must be single tokens. "
@@ -237,6 +234,30 @@ class Objective:
             position_ids=position_ids,
         )
 
+    def usable(
+        self, masked: Sequence[str], factual: Sequence[str], alternative: Sequence[str], chunk_size: int = 256
+    ) -> list[bool]:
+        """Which rows this objective can turn into inputs (e.g. not those whose word is several tokens).
+
+        Rows are checked a chunk at a time and one by one only inside a chunk that fails, so the common case costs
+        one batched tokenization.
+        """
+        flags: list[bool] = []
+        for start in range(0, len(masked), chunk_size):
+            stop = start + chunk_size
+            chunk = (list(masked[start:stop]), list(factual[start:stop]), list(alternative[start:stop]))
+            try:
+                self._rows(*chunk)
+                flags.extend([True] * len(chunk[0]))
+            except ObjectiveError:
+                for row in zip(*chunk):
+                    try:
+                        self._rows(*([value] for value in row))
+                        flags.append(True)
+                    except ObjectiveError:
+                        flags.append(False)
+        return flags
+
     def _rows(self, masked, factual, alternative):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -303,11 +324,25 @@ class MaskedLMObjective(Objective):
                 )
             sequence = list(ids_f)
             sequence[i_f] = self.tokenizer.mask_token_id
+            sequence, position = self._window(sequence, i_f)
             sequences.append(sequence)
-            positions.append(i_f)
+            positions.append(position)
             fac_ids.append(ids_f[i_f])
             alt_ids.append(ids_a[i_a])
         return sequences, positions, fac_ids, alt_ids
+
+    def _window(self, sequence: list[int], position: int) -> tuple[list[int], int]:
+        """Cuts a too-long row to `max_length` tokens around the blank, keeping its special first/last tokens."""
+        if len(sequence) <= self.max_length:
+            return sequence, position
+        special = set(self.tokenizer.all_special_ids)
+        head = sequence[:1] if sequence[0] in special else []
+        tail = sequence[-1:] if sequence[-1] in special else []
+        body = sequence[len(head) : len(sequence) - len(tail)]
+        size = self.max_length - len(head) - len(tail)
+        centre = position - len(head)
+        start = max(0, min(centre - size // 2, len(body) - size))
+        return head + body[start : start + size] + tail, len(head) + centre - start
 
 
 class CausalLMObjective(Objective):
@@ -359,16 +394,31 @@ class CausalLMObjective(Objective):
                 raise ObjectiveError(
                     f"The row {masked[row][:80]!r} leaves no token before the word to predict it from."
                 )
-            sequences.append(list(ids_f[:i_f]))
-            positions.append(i_f - 1)
+            # Too long a prefix keeps its end: that is what predicts the next token.
+            context = list(ids_f[:i_f])[-self.max_length :]
+            sequences.append(context)
+            positions.append(len(context) - 1)
             fac_ids.append(ids_f[i_f])
             alt_ids.append(ids_a[i_a])
         return sequences, positions, fac_ids, alt_ids
 
 
 def get_objective(name_or_model: str | nn.Module, tokenizer, max_length: int | None = None) -> Objective:
-    """Returns the objective for `"masked_lm"`, `"causal_lm"` or a model (detected)."""
-    name = name_or_model if isinstance(name_or_model, str) else detect_objective(name_or_model)
+    """Returns the objective for `"masked_lm"`, `"causal_lm"` or a model (detected, with `max_length` capped by the
+    model's position embeddings)."""
+    if isinstance(name_or_model, str):
+        name = name_or_model
+    else:
+        name = detect_objective(name_or_model)
+        config = getattr(name_or_model, "config", None)
+        positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        if positions and max_length is None:
+            model_max = getattr(tokenizer, "model_max_length", None) or 512
+            # RoBERTa reserves padding_idx + 1 positions before the first token.
+            reserved = (
+                (getattr(config, "pad_token_id", 0) or 0) + 1 if config.model_type in ("roberta", "xlm-roberta") else 0
+            )
+            max_length = min(int(model_max), 512, int(positions) - reserved)
     if name == "masked_lm":
         return MaskedLMObjective(tokenizer, max_length)
     if name == "causal_lm":

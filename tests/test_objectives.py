@@ -85,7 +85,7 @@ def test_bad_rows_raise_clear_errors(family):
         objective.prepare(["The doctor said that [MASK] came."], ["shedoctor"], ["he"])
     if family == "bert":
         with pytest.raises(ObjectiveError, match="does not know"):
-            objective.prepare(["The doctor said that [MASK] came."], ["Zxqwvk"], ["he"])
+            objective.prepare(["The doctor said that [MASK] came."], ["Ωψ"], ["he"])
     with pytest.raises(ObjectiveError, match="same length"):
         objective.prepare(["The doctor said that [MASK] came."], ["he", "she"], ["he"])
 

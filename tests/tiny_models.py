@@ -7,7 +7,10 @@ tokens.
 
 from __future__ import annotations
 
+import collections
 import functools
+import re
+import string
 
 import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -45,18 +48,36 @@ CORPUS = [
 ]
 
 
+@functools.cache
+def _builtin_texts() -> tuple[str, ...]:
+    """Sentences of the bundled datasets, so tiny tokenizers read real text in few tokens."""
+    from gradiend_hf.data import load_builtin
+
+    texts = []
+    for name in ("gender-en", "pronoun-number-en"):
+        texts.extend(load_builtin(name)["train"]["text"])
+    texts.extend(load_builtin("neutral-en")["text"])
+    return tuple(texts)
+
+
 def _word_level_corpus() -> list[str]:
-    return CORPUS * 3
+    return CORPUS * 3 + list(_builtin_texts())
 
 
 @functools.cache
 def wordpiece_tokenizer() -> PreTrainedTokenizerFast:
     """A BERT-style WordPiece tokenizer ([CLS] … [SEP], lower-cased)."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    # The vocabulary is built by hand: the `tokenizers` WordPiece trainer breaks frequency ties differently from
+    # one process to the next, and the two-process training test needs identical models in both processes.
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    counts = collections.Counter(w for text in _word_level_corpus() for w in re.findall(r"\w+", text.lower()))
+    frequent = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:3000]]
+    words = sorted(set(frequent) | {w for text in CORPUS for w in re.findall(r"\w+|[^\w\s]", text.lower())})
+    chars = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
+    pieces = specials + words + [c for c in chars if c not in words] + ["##" + c for c in string.ascii_lowercase]
+    tok = Tokenizer(models.WordPiece(vocab={p: i for i, p in enumerate(dict.fromkeys(pieces))}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(_word_level_corpus(), trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         pair="[CLS] $A [SEP] $B [SEP]",
@@ -82,7 +103,7 @@ def byte_bpe_tokenizer(style: str = "gpt2") -> PreTrainedTokenizerFast:
     tok.decoder = decoders.ByteLevel()
     specials = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]
     trainer = trainers.BpeTrainer(
-        vocab_size=500, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=3000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tok.train_from_iterator(_word_level_corpus(), trainer)
     if style == "roberta":

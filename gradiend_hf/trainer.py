@@ -1,0 +1,293 @@
+"""[`GradiendTrainer`]: trains a GRADIEND with `transformers.Trainer` on the gradients of a frozen base model."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import Trainer
+from transformers.utils import logging
+
+from .gradients import encode_rows, group_gradients
+from .modeling_gradiend import GradiendModel
+from .objectives import get_objective
+from .params import GradiendParameterError
+from .trainer_callbacks import (
+    BestGradiendCallback,
+    ConvergenceCallback,
+    EvaluateAtEndCallback,
+    SignNormalizationCallback,
+)
+from .training_args import GradiendTrainingArguments
+from .training_data import (
+    GradiendDataCollator,
+    GradiendDataError,
+    GroupedFeatureDataset,
+    check_feature_rows,
+    expected_encoding,
+    feature_classes_of,
+)
+
+
+logger = logging.get_logger(__name__)
+
+
+class GradiendTrainer(Trainer):
+    r"""
+    Trains a [`GradiendModel`] on the gradients of a frozen base language model.
+
+    Each training item is a group of `sentences_per_gradient` rows of one transition (e.g. he→she); the base model's
+    source and target gradients of that group (one forward pass, `torch.autograd.grad`) are the GRADIEND's input and
+    reconstruction target, and the loss is their mean squared reconstruction error. Evaluation encodes every
+    validation row with batched forward-mode AD and reports `eval_correlation` (Pearson between the expected sign
+    and the encoding), the mean encoding per class and the sign accuracy.
+
+    The base model is frozen, kept in eval mode, placed on the device by accelerate without DDP, and never saved,
+    optimised or wrapped. Under `accelerate launch` each process computes the gradients of its own groups and the
+    Trainer's DDP averages the GRADIEND's gradients.
+
+    Args:
+        model ([`GradiendModel`]): The GRADIEND to train; it must cover parameters of `base_model`.
+        base_model (`PreTrainedModel`): The masked or causal LM whose gradients are read.
+        args ([`GradiendTrainingArguments`], *optional*): Training arguments.
+        train_dataset (`datasets.Dataset` or `datasets.DatasetDict`): Feature rows (`masked`, `factual`,
+            `alternative`, `factual_class`, `alternative_class`); a `DatasetDict` gives its `train` split and, when
+            `eval_dataset` is not given, its `validation` split.
+        eval_dataset (`datasets.Dataset`, *optional*): Validation rows for the correlation.
+        processing_class (`PreTrainedTokenizerBase`): The base model's tokenizer (a fast one).
+        callbacks (`list[TrainerCallback]`, *optional*): Extra callbacks.
+
+    Example:
+
+    ```python
+    >>> gradiend = GradiendModel.from_base_model(base, params=["*.layer.11.*"])
+    >>> trainer = GradiendTrainer(model=gradiend, base_model=base, processing_class=tokenizer,
+    ...                           args=GradiendTrainingArguments("out", max_steps=200, learning_rate=1e-4),
+    ...                           train_dataset=load_builtin("gender-en"))
+    >>> trainer.train()
+    >>> trainer.evaluate()["eval_correlation"]
+    ```
+    """
+
+    _tag_names = ["gradiend", "gradiend-hf"]
+
+    def __init__(
+        self,
+        model: GradiendModel,
+        base_model: nn.Module,
+        args: GradiendTrainingArguments | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        callbacks: list | None = None,
+        **kwargs: Any,
+    ):
+        if not isinstance(model, GradiendModel):
+            raise TypeError(f"`model` must be a GradiendModel, got {type(model).__name__}.")
+        if processing_class is None:
+            raise ValueError("Pass the base model's tokenizer as `processing_class`.")
+        try:
+            model.check_base_model(base_model)
+        except GradiendParameterError as error:
+            raise GradiendParameterError(f"This GRADIEND does not belong to the given base model: {error}") from None
+        args = args or GradiendTrainingArguments(output_dir="gradiend-output")
+        if hasattr(train_dataset, "keys") and "train" in train_dataset:
+            splits = train_dataset
+            train_dataset = splits["train"]
+            if eval_dataset is None and "validation" in splits:
+                eval_dataset = splits["validation"]
+        check_feature_rows(train_dataset)
+        if eval_dataset is not None:
+            check_feature_rows(eval_dataset, "eval_dataset")
+
+        self.objective = get_objective(base_model, processing_class)
+        train_dataset = drop_unusable_rows(train_dataset, self.objective, "training")
+        if eval_dataset is not None:
+            eval_dataset = drop_unusable_rows(eval_dataset, self.objective, "evaluation")
+        self._sync_config(model, args, train_dataset)
+        self.base_model = base_model
+        for param in base_model.parameters():
+            param.requires_grad_(False)
+        base_model.eval()
+
+        groups = GroupedFeatureDataset(train_dataset, args.sentences_per_gradient, seed=args.seed)
+        self.feature_rows = {"train": train_dataset, "eval": eval_dataset}
+        if eval_dataset is None and args.eval_strategy != "no":
+            args.eval_strategy = "no"
+            args.eval_on_start = False
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=GradiendDataCollator(self.objective),
+            train_dataset=groups,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            **kwargs,
+        )
+        # The base model only feeds gradients: placed on the device, never wrapped in DDP or optimised.
+        self.base_model = self.accelerator.prepare_model(base_model, evaluation_mode=True)
+        self.can_return_loss = True
+        self.label_names = []
+        self.model_accepts_loss_kwargs = False
+        self.add_callback(EvaluateAtEndCallback())
+        self.add_callback(SignNormalizationCallback())
+        self.add_callback(BestGradiendCallback(self))
+        self.add_callback(ConvergenceCallback(self))
+
+    @staticmethod
+    def _sync_config(model: GradiendModel, args: GradiendTrainingArguments, train_dataset) -> None:
+        if args.source is not None:
+            model.config.source = args.source
+        if args.target is not None:
+            model.config.target = args.target
+        classes = feature_classes_of(train_dataset)
+        if model.config.feature_classes is None:
+            model.config.feature_classes = classes
+            model.config.positive_class = classes[0]
+        elif set(model.config.feature_classes) != set(classes):
+            raise GradiendDataError(
+                f"The GRADIEND's feature classes are {model.config.feature_classes} but the training rows have "
+                f"{classes}. Build the GRADIEND with `feature_classes={classes}` or use matching data."
+            )
+
+    # ------------------------------------------------------------------ training
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        # The reference applies weight decay to every GRADIEND parameter, biases included.
+        return [name for name, _ in model.named_parameters()]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        gradiend = self.accelerator.unwrap_model(model)
+        source, target = gradiend.config.source, gradiend.config.target
+        sources, targets = defaultdict(list), defaultdict(list)
+        for group in inputs["groups"]:
+            grads = group_gradients(self.base_model, self.objective, group, gradiend.param_names, (source, target))
+            for name in gradiend.param_names:
+                sources[name].append(grads[source][name])
+                targets[name].append(grads[target][name])
+        outputs = model(source_gradients=_stack(sources), target_gradients=_stack(targets))
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Encodes validation rows (batched, no backward pass per row) and returns the encoder metrics.
+
+        Returns:
+            `dict[str, float]` with `{prefix}_correlation`, `{prefix}_accuracy`, `{prefix}_mean_<class>` and
+            `{prefix}_rows`.
+        """
+        dataset = eval_dataset if eval_dataset is not None else self.feature_rows["eval"]
+        if dataset is None:
+            raise GradiendDataError(
+                "No evaluation rows: pass `eval_dataset` (or a DatasetDict with a validation split)."
+            )
+        check_feature_rows(dataset, "eval_dataset")
+        rows = self._evaluation_rows(dataset)
+        encodings = self.encode_rows(rows)
+        gradiend = self.accelerator.unwrap_model(self.model)
+        expected = np.array(
+            [
+                expected_encoding(r["factual_class"], gradiend.config.positive_class, gradiend.config.source)
+                for r in rows
+            ],
+            dtype=np.float64,
+        )
+        values = encodings[:, 0].astype(np.float64)
+        metrics = {
+            f"{metric_key_prefix}_correlation": _pearson(expected, values),
+            f"{metric_key_prefix}_accuracy": float(np.mean(np.sign(values) == expected)),
+            f"{metric_key_prefix}_rows": float(len(rows)),
+        }
+        for cls in gradiend.config.feature_classes:
+            mask = np.array([r["factual_class"] == cls for r in rows])
+            metrics[f"{metric_key_prefix}_mean_{cls}"] = float(values[mask].mean()) if mask.any() else float("nan")
+        # Callbacks may flip the GRADIEND's sign; log what describes the model after them.
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        self.log(metrics)
+        return metrics
+
+    def _evaluation_rows(self, dataset) -> list[dict[str, Any]]:
+        by_transition = defaultdict(list)
+        for i in range(len(dataset)):
+            row = dataset[i]
+            by_transition[(row["factual_class"], row["alternative_class"])].append(row)
+        cap = self.args.eval_max_rows
+        per_transition = math.ceil(cap / len(by_transition)) if cap else None
+        return [row for rows in by_transition.values() for row in rows[:per_transition]]
+
+    @torch.no_grad()
+    def encode_rows(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """Per-row encodings `(len(rows), latent_dim)`, split over the processes and gathered."""
+        from accelerate.utils import gather_object
+
+        gradiend = self.accelerator.unwrap_model(self.model)
+        was_training = gradiend.training
+        gradiend.eval()
+        batch_size = self.args.per_device_eval_batch_size
+        local: list[list[float]] = []
+        with self.accelerator.split_between_processes(rows, apply_padding=True) as shard:
+            for start in range(0, len(shard), batch_size):
+                chunk = shard[start : start + batch_size]
+                batch = self.objective.prepare(
+                    [r["masked"] for r in chunk], [r["factual"] for r in chunk], [r["alternative"] for r in chunk]
+                )
+                local.extend(encode_rows(gradiend, self.base_model, self.objective, batch).float().cpu().tolist())
+        gradiend.train(was_training)
+        gathered = gather_object(local) if self.accelerator.num_processes > 1 else local
+        return np.asarray(gathered[: len(rows)], dtype=np.float64).reshape(len(rows), -1)
+
+    # ------------------------------------------------------------------ snapshots of the best GRADIEND
+
+    def save_gradiend_snapshot(self, directory: str) -> None:
+        if self.args.should_save:
+            self.accelerator.unwrap_model(self.model).save_pretrained(directory)
+        self.accelerator.wait_for_everyone()
+
+    def load_gradiend_snapshot(self, directory: str) -> None:
+        gradiend = self.accelerator.unwrap_model(self.model)
+        best = GradiendModel.from_pretrained(directory)
+        with torch.no_grad():
+            gradiend.load_state_dict(best.state_dict())
+        gradiend.config.positive_class = best.config.positive_class
+
+
+def drop_unusable_rows(dataset, objective, role: str):
+    """Drops rows the objective cannot use (a word the tokenizer splits, e.g. "SHE"), with a warning.
+
+    Raises:
+        GradiendDataError: when no row is left.
+    """
+    flags = objective.usable(dataset["masked"], dataset["factual"], dataset["alternative"])
+    dropped = len(flags) - sum(flags)
+    if dropped == 0:
+        return dataset
+    if dropped == len(flags):
+        raise GradiendDataError(
+            f"None of the {len(flags)} {role} rows can be used with this tokenizer (every target word is split into "
+            "several tokens or unknown). Choose words that are single tokens for it."
+        )
+    words = sorted({w for w, ok in zip(dataset["factual"], flags) if not ok})[:8]
+    logger.warning(
+        f"Dropped {dropped} of {len(flags)} {role} rows whose word is not a single token for this tokenizer "
+        f"(e.g. {', '.join(map(repr, words))})."
+    )
+    return dataset.select([i for i, ok in enumerate(flags) if ok])
+
+
+def _stack(tensors: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {
+        name: (values[0].unsqueeze(0) if len(values) == 1 else torch.stack(values)) for name, values in tensors.items()
+    }
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation; 0 when fewer than two rows or a constant column (the reference's convention)."""
+    if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])

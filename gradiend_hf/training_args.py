@@ -1,0 +1,109 @@
+"""Training arguments of [`GradiendTrainer`]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .configuration_gradiend import GRADIENT_KINDS
+
+
+@dataclass
+class GradiendTrainingArguments(TrainingArguments):
+    r"""
+    [`GradiendTrainer`]'s arguments: every [`~transformers.TrainingArguments`] field plus the GRADIEND ones below.
+
+    The defaults reproduce the reference `gradiend` package: AdamW with learning rate 1e-5, weight decay 0.01 (on
+    every GRADIEND parameter), eps 1e-8, a constant learning rate, the MSE reconstruction loss, 32 sentences per
+    gradient, one gradient per optimizer step, three epochs, an evaluation before the first step and every 250 steps,
+    and groups seen in a fixed, transition-alternating order.
+
+    > Parameters that control the gradients
+
+        sentences_per_gradient (`int`, *optional*, defaults to 32):
+            Number of masked sentences of one transition (e.g. he→she) whose mean loss gives one gradient. The
+            reference package calls this `train_batch_size`; `per_device_train_batch_size` is the number of such
+            gradients per optimizer step.
+        source (`str`, *optional*):
+            Gradient the encoder reads (`"factual"`, `"alternative"`, `"diff"`). `None` keeps the GRADIEND's config
+            (default `"alternative"`); a value here is written into the config.
+        target (`str`, *optional*):
+            Gradient the decoder reconstructs; `None` keeps the config (default `"diff"`).
+
+    > Parameters that control evaluation and model selection
+
+        eval_max_rows (`int`, *optional*, defaults to 512):
+            At most this many validation rows (balanced over transitions) are encoded at each evaluation.
+        normalize_sign (`bool`, *optional*, defaults to `True`):
+            Flip the encoder and decoder signs when the validation correlation falls below `normalize_threshold`, so
+            the positive class encodes to +1 (latent dimension 1 only).
+        normalize_threshold (`float`, *optional*, defaults to -0.6):
+            Correlation under which the sign is flipped.
+        select_best (`bool`, *optional*, defaults to `True`):
+            End training with the GRADIEND of the evaluation with the largest |correlation| after step 0.
+        convergence_correlation (`float`, *optional*, defaults to 0.5):
+            A run converged if the best |correlation| reaches this…
+        convergence_class_mean (`float`, *optional*, defaults to 0.5):
+            …, both classes' mean encodings reach this magnitude with opposite signs, and the best step is > 0.
+        fail_on_non_convergence (`bool`, *optional*, defaults to `False`):
+            Raise [`GradiendNotConvergedError`] at the end of a run that did not converge.
+    """
+
+    sentences_per_gradient: int = field(
+        default=32, metadata={"help": "Masked sentences of one transition whose mean loss gives one gradient."}
+    )
+    source: str | None = field(
+        default=None,
+        metadata={"help": "Gradient the encoder reads: factual, alternative or diff (default: the model's config)."},
+    )
+    target: str | None = field(
+        default=None,
+        metadata={"help": "Gradient the decoder reconstructs: factual, alternative or diff (default: the config)."},
+    )
+    eval_max_rows: int | None = field(
+        default=512, metadata={"help": "At most this many validation rows are encoded at each evaluation."}
+    )
+    normalize_sign: bool = field(
+        default=True, metadata={"help": "Flip the GRADIEND's sign when the correlation is strongly negative."}
+    )
+    normalize_threshold: float = field(default=-0.6, metadata={"help": "Correlation under which the sign is flipped."})
+    select_best: bool = field(
+        default=True, metadata={"help": "End with the GRADIEND of the best |correlation| (never the step-0 one)."}
+    )
+    convergence_correlation: float = field(
+        default=0.5, metadata={"help": "Best |correlation| needed for a run to count as converged."}
+    )
+    convergence_class_mean: float = field(
+        default=0.5, metadata={"help": "|Mean encoding| each class needs (with opposite signs) to count as converged."}
+    )
+    fail_on_non_convergence: bool = field(
+        default=False, metadata={"help": "Raise an error at the end of a run that did not converge."}
+    )
+
+    # Reference defaults for inherited fields.
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate of the GRADIEND."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (all GRADIEND parameters)."})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule."})
+    per_device_train_batch_size: int = field(default=1, metadata={"help": "Gradients per device per step."})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "Rows per batched encoding pass."})
+    eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps or epoch."})
+    eval_steps: float | None = field(default=250, metadata={"help": "Evaluate every this many steps."})
+    eval_on_start: bool = field(default=True, metadata={"help": "Evaluate before the first step (step 0)."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every this many steps."})
+    save_strategy: str = field(default="no", metadata={"help": "When to write checkpoints: no, steps or epoch."})
+    train_sampling_strategy: str = field(
+        default="sequential",
+        metadata={"help": "Order of gradient groups: sequential alternates transitions like the reference."},
+    )
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every dataset column."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("source", "target"):
+            value = getattr(self, name)
+            if value is not None and value not in GRADIENT_KINDS:
+                raise ValueError(f"Unknown {name} gradient {value!r}; choose one of {', '.join(GRADIENT_KINDS)}.")
+        if self.sentences_per_gradient < 1:
+            raise ValueError(f"`sentences_per_gradient` must be at least 1, got {self.sentences_per_gradient}.")

@@ -1,0 +1,145 @@
+"""Training data for [`GradiendTrainer`]: class-homogeneous row groups and their collator.
+
+One gradient is the mean loss of a group of rows that share one transition (factual class → alternative class), so
+the gradient points clearly towards one class. Groups are formed per transition (rows shuffled with the seed, only
+full groups kept) and visited round-robin over the transitions, cycling the shorter ones, so both directions are
+seen equally often (the reference package's scheme, method.md §2.4).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .objectives import Objective
+
+
+REQUIRED_COLUMNS = ("masked", "factual", "alternative", "factual_class", "alternative_class")
+
+
+class GradiendDataError(ValueError):
+    """Raised when training or evaluation rows cannot be used (missing columns, one class only, too few rows)."""
+
+
+def check_feature_rows(dataset, name: str = "train_dataset") -> None:
+    """Raises a clear error when `dataset` lacks a required column or is empty."""
+    if dataset is None:
+        raise GradiendDataError(f"`{name}` is required.")
+    columns = getattr(dataset, "column_names", None)
+    if columns is None and len(dataset):
+        columns = list(dataset[0].keys())
+    missing = [c for c in REQUIRED_COLUMNS if c not in (columns or [])]
+    if missing:
+        raise GradiendDataError(
+            f"`{name}` lacks the column(s) {missing}. Build feature rows with "
+            "`gradiend_hf.data.make_feature_dataset`, which returns every required column."
+        )
+    if len(dataset) == 0:
+        raise GradiendDataError(f"`{name}` is empty; a GRADIEND needs rows of both feature classes.")
+
+
+def feature_classes_of(dataset) -> list[str]:
+    """The two feature classes of a dataset, the one labelled +1 first when a `label` column exists."""
+    classes: dict[str, int] = {}
+    has_label = "label" in dataset.column_names
+    labels = dataset["label"] if has_label else [0] * len(dataset)
+    for cls, label in zip(dataset["factual_class"], labels):
+        classes.setdefault(cls, label)
+    if len(classes) != 2:
+        raise GradiendDataError(
+            f"A GRADIEND learns a feature between two classes, but the rows have {len(classes)} factual "
+            f"class(es): {sorted(classes)}. Give rows of both classes (e.g. he→she AND she→he)."
+        )
+    return sorted(classes, key=lambda c: -classes[c])
+
+
+def expected_encoding(factual_class: str, positive_class: str, source: str) -> int:
+    """The encoding a row should get: +1 when the source gradient points towards the positive class's word.
+
+    The factual and diff gradients point towards the factual word; the alternative gradient towards the other
+    class's word, so its sign is flipped (the reference package's label inversion).
+    """
+    sign = 1 if factual_class == positive_class else -1
+    return -sign if source == "alternative" else sign
+
+
+class GroupedFeatureDataset(torch.utils.data.Dataset):
+    """Class-homogeneous groups of rows, one group per item, transitions alternating.
+
+    Args:
+        dataset (`datasets.Dataset`): Feature rows (see [`REQUIRED_COLUMNS`]).
+        group_size (`int`): Rows per group (sentences per gradient).
+        seed (`int`, *optional*, defaults to 0): Shuffles rows within each transition before grouping.
+    """
+
+    def __init__(self, dataset, group_size: int, seed: int = 0):
+        check_feature_rows(dataset)
+        by_transition: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        columns = {c: dataset[c] for c in REQUIRED_COLUMNS}
+        for i in range(len(dataset)):
+            row = {c: columns[c][i] for c in REQUIRED_COLUMNS}
+            by_transition[(row["factual_class"], row["alternative_class"])].append(row)
+        if len({t[0] for t in by_transition}) < 2:
+            raise GradiendDataError(
+                f"The training rows only contain the transition(s) {sorted(by_transition)}; a GRADIEND needs rows "
+                "whose factual word belongs to each of the two classes."
+            )
+        rng = random.Random(seed)
+        self.groups: dict[tuple[str, str], list[list[dict[str, Any]]]] = {}
+        for transition in sorted(by_transition):
+            rows = by_transition[transition]
+            rng.shuffle(rows)
+            full = len(rows) // group_size
+            if full == 0:
+                raise GradiendDataError(
+                    f"The transition {transition[0]}→{transition[1]} has {len(rows)} training rows, fewer than "
+                    f"`sentences_per_gradient`={group_size}. Lower `sentences_per_gradient` or add rows."
+                )
+            self.groups[transition] = [rows[g * group_size : (g + 1) * group_size] for g in range(full)]
+        self.transitions = list(self.groups)
+        self.length = sum(len(g) for g in self.groups.values())
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        transition = self.transitions[index % len(self.transitions)]
+        groups = self.groups[transition]
+        rows = groups[(index // len(self.transitions)) % len(groups)]
+        return {
+            "masked": [r["masked"] for r in rows],
+            "factual": [r["factual"] for r in rows],
+            "alternative": [r["alternative"] for r in rows],
+            "factual_class": transition[0],
+            "alternative_class": transition[1],
+        }
+
+
+@dataclass
+class GradiendDataCollator:
+    """Tokenizes a list of row groups into one [`ObjectiveBatch`] per group.
+
+    Args:
+        objective ([`Objective`]): Masked or causal LM objective of the base model.
+
+    Example:
+
+    ```python
+    >>> collator = GradiendDataCollator(get_objective("masked_lm", tokenizer))
+    >>> batch = collator([{"masked": ["He said [MASK] came."], "factual": ["she"], "alternative": ["he"],
+    ...                    "factual_class": "F", "alternative_class": "M"}])
+    >>> len(batch["groups"])
+    1
+    ```
+    """
+
+    objective: Objective
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        groups = [self.objective.prepare(f["masked"], f["factual"], f["alternative"]) for f in features]
+        return {"groups": groups, "factual_class": [f["factual_class"] for f in features]}
