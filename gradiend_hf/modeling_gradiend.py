@@ -92,6 +92,29 @@ class GradiendDecoder(nn.Module):
         )
 
 
+class _SquaredReconstructionError(torch.autograd.Function):
+    """`Σ (h · Wᵀ + b − t)²` for one parameter chunk, with a hand-written backward.
+
+    The residual `r = h · Wᵀ + b − t` is the only saved tensor; the backward pass turns it in place into `2r`, which
+    is the bias gradient (summed over the batch) and gives `∂/∂W = 2rᵀh` and `∂/∂h = 2rW`.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, target):
+        residual = torch.addmm(bias, h, weight.T).sub_(target)
+        ctx.save_for_backward(h, weight, residual)
+        return residual.pow(2).sum()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        h, weight, residual = ctx.saved_tensors
+        scaled = residual.mul_(2 * grad_output)
+        grad_h = scaled @ weight if ctx.needs_input_grad[0] else None
+        grad_weight = scaled.T @ h if ctx.needs_input_grad[1] else None
+        grad_bias = (scaled[0] if scaled.shape[0] == 1 else scaled.sum(0)) if ctx.needs_input_grad[2] else None
+        return grad_h, grad_weight, grad_bias, None
+
+
 class GradiendPreTrainedModel(PreTrainedModel):
     config_class = GradiendConfig
     base_model_prefix = "gradiend"
@@ -303,17 +326,34 @@ class GradiendModel(GradiendPreTrainedModel):
         encodings = self.encode(source_gradients)
         loss = None
         if target_gradients is not None:
-            decoded = self.decode(encodings)
-            squared, count = None, 0
-            for name in self.param_names:
-                target = target_gradients[name].to(device=decoded[name].device, dtype=decoded[name].dtype)
-                term = (decoded[name] - target.reshape(decoded[name].shape)).pow(2).sum()
-                squared = term if squared is None else squared + term
-                count += decoded[name].numel()
-            loss = squared / count
+            loss = self.reconstruction_loss(encodings, target_gradients)
         if return_dict is False:
             return (loss, encodings) if loss is not None else (encodings,)
         return GradiendOutput(loss=loss, encodings=encodings)
+
+    def reconstruction_loss(self, encodings: torch.Tensor, target_gradients: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Mean squared error between `decode(encodings)` and the targets, over all `n` entries and the batch.
+
+        With the identity decoder activation (the default) each parameter's error goes through
+        [`_SquaredReconstructionError`], which keeps one residual per entry instead of the several n-sized
+        temporaries autograd would save, and reuses it as the decoder-bias gradient.
+        """
+        h, batched = (encodings, True) if encodings.dim() == 2 else (encodings.reshape(1, -1), False)
+        total = sum(math.prod(shape) for shape in self.param_shapes) * h.shape[0]
+        fused = self.config.activation_decoder == "id" and self.decoder.bias is not None
+        squared = None
+        for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
+            weight = self.decoder.weight[key]
+            target = target_gradients[name].to(device=weight.device, dtype=weight.dtype).reshape(h.shape[0], -1)
+            if fused:
+                term = _SquaredReconstructionError.apply(h.to(weight.dtype), weight, self.decoder.bias[key], target)
+            else:
+                decoded = self._activation("decoder")(
+                    h.to(weight.dtype) @ weight.T + (self.decoder.bias[key] if self.decoder.bias is not None else 0)
+                )
+                term = (decoded - target).pow(2).sum()
+            squared = term if squared is None else squared + term
+        return squared / total
 
     # ------------------------------------------------------------------ updates and importance
 

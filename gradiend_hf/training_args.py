@@ -14,8 +14,9 @@ class GradiendTrainingArguments(TrainingArguments):
     r"""
     [`GradiendTrainer`]'s arguments: every [`~transformers.TrainingArguments`] field plus the GRADIEND ones below.
 
-    The defaults reproduce the reference `gradiend` package: AdamW with learning rate 1e-5, weight decay 0.01 (on
-    every GRADIEND parameter), eps 1e-8, a constant learning rate, the MSE reconstruction loss, 32 sentences per
+    The defaults reproduce the reference `gradiend` package: AdamW (the fused kernel) with learning rate 1e-5, weight
+    decay 0.01 (on every GRADIEND parameter), eps 1e-8, no gradient clipping, a constant learning rate, the MSE
+    reconstruction loss, 32 sentences per
     gradient, one gradient per optimizer step, three epochs, an evaluation before the first step and every 250 steps,
     and groups seen in a fixed, transition-alternating order.
 
@@ -86,6 +87,11 @@ class GradiendTrainingArguments(TrainingArguments):
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (all GRADIEND parameters)."})
     adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
     lr_scheduler_type: str = field(default="constant", metadata={"help": "Learning-rate schedule."})
+    optim: str = field(
+        default="adamw_torch_fused",
+        metadata={"help": "Optimizer; the fused AdamW kernel updates the 3n GRADIEND parameters in one pass."},
+    )
+    max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping (0 = none, like the reference)."})
     per_device_train_batch_size: int = field(default=1, metadata={"help": "Gradients per device per step."})
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Rows per batched encoding pass."})
     eval_strategy: str = field(default="steps", metadata={"help": "When to evaluate: no, steps or epoch."})
