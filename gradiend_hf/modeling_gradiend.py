@@ -284,16 +284,23 @@ class GradiendModel(GradiendPreTrainedModel):
             dimension when `encodings` is batched).
         """
         h, batched = self._as_latent(encodings)
-        act = self._activation("decoder")
         out = {}
         for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
-            weight = self.decoder.weight[key]
-            value = h.to(device=weight.device, dtype=weight.dtype) @ weight.T
-            if self.decoder.bias is not None:
-                value = value + self.decoder.bias[key]
-            value = act(value)
+            value = self._decode_one(key, h)
             out[name] = value.reshape(value.shape[0], *shape) if batched else value.reshape(shape)
         return out
+
+    def _decode_one(self, key: str, h: torch.Tensor) -> torch.Tensor:
+        """`act(h · W_pᵀ + b_p)` for one parameter, shape `(batch, numel_p)`."""
+        weight = self.decoder.weight[key]
+        h = h.to(device=weight.device, dtype=weight.dtype)
+        bias = self.decoder.bias[key] if self.decoder.bias is not None else None
+        if self.config.latent_dim == 1:
+            # An elementwise multiply-add: a (1 × 1) · (1 × numel) matmul is several times slower on (numel, 1) weights.
+            value = torch.addcmul(bias, h, weight[:, 0]) if bias is not None else h * weight[:, 0]
+        else:
+            value = torch.addmm(bias, h, weight.T) if bias is not None else h @ weight.T
+        return self._activation("decoder")(value)
 
     def _as_latent(self, encodings) -> tuple[torch.Tensor, bool]:
         h = torch.as_tensor(encodings, dtype=self.dtype, device=self.encoder.bias.device)
@@ -331,7 +338,9 @@ class GradiendModel(GradiendPreTrainedModel):
             return (loss, encodings) if loss is not None else (encodings,)
         return GradiendOutput(loss=loss, encodings=encodings)
 
-    def reconstruction_loss(self, encodings: torch.Tensor, target_gradients: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def reconstruction_loss(
+        self, encodings: torch.Tensor, target_gradients: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
         """Mean squared error between `decode(encodings)` and the targets, over all `n` entries and the batch.
 
         With the identity decoder activation (the default) each parameter's error goes through
@@ -375,14 +384,20 @@ class GradiendModel(GradiendPreTrainedModel):
         Returns:
             `dict[str, torch.Tensor]`: base parameter name → update.
         """
+        return dict(self.iter_update(feature_factor, learning_rate, part))
+
+    @torch.no_grad()
+    def iter_update(self, feature_factor: float | Sequence[float], learning_rate: float, part: str = "decoder"):
+        """Yields `(name, update)` one base parameter at a time, so applying an update never holds all `n` entries.
+
+        Same arguments as [`update`].
+        """
         if part not in UPDATE_PARTS:
             raise ValueError(f"Unknown update part {part!r}; choose one of {', '.join(UPDATE_PARTS)}.")
-        if part == "decoder":
-            return {name: learning_rate * value for name, value in self.decode(feature_factor).items()}
-        out = {}
+        h = self._as_latent(feature_factor)[0] if part == "decoder" else None
         for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
-            out[name] = learning_rate * self._static_part(part, key).reshape(shape)
-        return out
+            value = self._decode_one(key, h)[0] if part == "decoder" else self._static_part(part, key)
+            yield name, value.mul_(learning_rate).reshape(shape)
 
     def _static_part(self, part: str, key: str) -> torch.Tensor:
         if part == "encoder-weight":

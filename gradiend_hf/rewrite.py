@@ -75,11 +75,16 @@ class RewriteSession:
 
     @torch.no_grad()
     def apply(self, feature_factor: float | Sequence[float], learning_rate: float, part: str = "decoder") -> None:
-        """Sets the covered parameters to `θ + learning_rate · u(feature_factor)` (θ = the backed-up values)."""
+        """Sets the covered parameters to `θ + learning_rate · u(feature_factor)` (θ = the backed-up values).
+
+        The update is computed and written one parameter at a time: peak memory grows by the largest parameter, not
+        by the `n` entries of the whole update.
+        """
         self.backup()
-        self._reset()
-        if learning_rate != 0:
-            add_update_(self.base_model, self.gradiend.update(feature_factor, learning_rate, part=part))
+        for name, delta in self.gradiend.iter_update(feature_factor, learning_rate, part=part):
+            param = self.base_model.get_parameter(name)
+            original = self._backup[name].to(param.device)
+            torch.add(original, delta.to(device=param.device, dtype=param.dtype), out=param.data)
         self.current = (feature_factor, learning_rate, part)
 
     @torch.no_grad()
@@ -119,5 +124,6 @@ def rewrite(
     """
     check_parameters_match(base_model, gradiend.param_names, gradiend.param_shapes)
     target = base_model if inplace else copy.deepcopy(base_model)
-    add_update_(target, gradiend.update(feature_factor, learning_rate, part=part))
+    for name, delta in gradiend.iter_update(feature_factor, learning_rate, part=part):
+        add_update_(target, {name: delta})
     return target

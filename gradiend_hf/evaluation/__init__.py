@@ -1,0 +1,56 @@
+"""Evaluating a GRADIEND: how well its encoder separates the feature classes, and which rewrite of the base model
+its decoder gives.
+
+```python
+from gradiend_hf.evaluation import evaluate_decoder, evaluate_encoder
+
+encoder = evaluate_encoder(gradiend, base, tokenizer, dataset, neutral=neutral)
+encoder.metrics["correlation"]
+
+decoder = evaluate_decoder(gradiend, base, tokenizer, dataset, neutral, target_class="F")
+rewritten = gradiend.rewrite(base, decoder.selected.feature_factor, decoder.selected.learning_rate)
+```
+"""
+
+from .decoder import DEFAULT_LEARNING_RATES, DecoderReport, DecoderSelection, evaluate_decoder
+from .encoder import EncoderReport, evaluate_encoder, expected_encoding
+from .feature_factor import encoding_direction, feature_factor_for
+from .lms import LanguageModelingScorer
+from .metrics import (
+    EvaluationError,
+    balance_score,
+    encoder_metrics,
+    lms_from_nll,
+    pearson,
+    strengthen_score,
+    ternary,
+    weaken_score,
+)
+from .probabilities import ClassProbabilityScorer, surface_variant_ids
+from .selection import LMSThresholdPolicy, resolve_policy
+
+
+__all__ = [
+    "DEFAULT_LEARNING_RATES",
+    "ClassProbabilityScorer",
+    "DecoderReport",
+    "DecoderSelection",
+    "EncoderReport",
+    "EvaluationError",
+    "LMSThresholdPolicy",
+    "LanguageModelingScorer",
+    "balance_score",
+    "encoder_metrics",
+    "encoding_direction",
+    "evaluate_decoder",
+    "evaluate_encoder",
+    "expected_encoding",
+    "feature_factor_for",
+    "lms_from_nll",
+    "pearson",
+    "resolve_policy",
+    "strengthen_score",
+    "surface_variant_ids",
+    "ternary",
+    "weaken_score",
+]

@@ -1,0 +1,195 @@
+"""Encoder evaluation: encode every test row (and neutral rows) and measure how well the encoding separates the
+feature classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from ..gradients import encode_rows
+from ..objectives import get_objective
+from .feature_factor import encoding_direction, feature_classes_and_positive
+from .metrics import EvaluationError, encoder_metrics
+from .rows import blank_random_word, class_words, neutral_texts, resolve_split, sample_by_class, sample_texts
+from .runtime import eval_mode
+
+
+@dataclass
+class EncoderReport:
+    """Result of [`evaluate_encoder`].
+
+    Args:
+        metrics (`dict`): See [`gradiend_hf.evaluation.metrics.encoder_metrics`]; `correlation` is the headline.
+        rows (`pd.DataFrame`): One row per encoded example: `text` (the masked text that was encoded), `type`
+            (`"training"`, `"neutral_training_masked"` or `"neutral_dataset"`), `factual`, `alternative`,
+            `factual_class`, `alternative_class`, `label` (the dataset's label, 0 for neutral rows), `expected`
+            (the encoding a perfect GRADIEND gives: ±1 by the class of the gradient's word, 0 for identity and
+            neutral rows) and `encoding` (the first latent value; `encoding_<j>` for the others).
+        feature_classes (`list[str]`): The GRADIEND's two classes.
+        positive_class (`str`): The class whose words' gradients encode to +1.
+        source (`str`): The gradient the encoder read.
+        split (`str`): The evaluated split.
+    """
+
+    metrics: dict
+    rows: pd.DataFrame
+    feature_classes: list[str] = field(default_factory=list)
+    positive_class: str | None = None
+    source: str | None = None
+    split: str | None = None
+
+    @property
+    def correlation(self) -> float:
+        return self.metrics["correlation"]
+
+    def __repr__(self) -> str:
+        means = ", ".join(f"{k}: {v:+.3f}" for k, v in self.metrics.get("mean_by_class", {}).items())
+        return (
+            f"EncoderReport(split={self.split!r}, correlation={self.metrics['correlation']:.4f}, "
+            f"accuracy={self.metrics['accuracy']:.3f}, mean_by_class={{{means}}}, rows={len(self.rows)})"
+        )
+
+
+def expected_encoding(factual_class: str, alternative_class: str, config) -> int:
+    """The encoding a perfect GRADIEND gives a row: the direction of the class of the word whose gradient it reads.
+
+    With `source="alternative"` the encoder reads the alternative word's gradient, so the sign is that of the
+    alternative class (the negated factual one); with `"factual"`/`"diff"` it is the factual class's. Identity rows
+    (both words of one class) and rows outside the two feature classes expect 0.
+    """
+    if factual_class == alternative_class:
+        return 0
+    classes, _ = feature_classes_and_positive(config)
+    name = alternative_class if config.source == "alternative" else factual_class
+    return encoding_direction(config, name) if name in classes else 0
+
+
+def evaluate_encoder(
+    gradiend,
+    base_model,
+    tokenizer,
+    dataset,
+    neutral=None,
+    split: str = "test",
+    max_rows: int | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    max_neutral_rows: int | None = None,
+) -> EncoderReport:
+    """Encodes the rows of a split (and neutral rows) and measures how well the encoder separates the classes.
+
+    Rows encoded:
+    - `"training"`: the split's rows of the two feature classes (identity rows expect 0);
+    - `"neutral_training_masked"`: the same sentences with the factual word put back and a random other word
+      blanked out (never a class word);
+    - `"neutral_dataset"`: sentences of `neutral` with a random word blanked out.
+    For causal LMs a blanked-out word has at least one word before it (the model reads the text before the blank)
+    and must be a single token; others are skipped. Neutral rows use the blanked word as factual and alternative
+    word, expect 0 and are excluded from the correlation.
+
+    Per-example encodings come from batched forward-mode AD ([`gradiend_hf.gradients.encode_rows`]): no backward
+    pass per example.
+
+    Args:
+        gradiend ([`GradiendModel`]): The GRADIEND; `config.feature_classes` names the dataset's classes.
+        base_model (`PreTrainedModel`): The base model it was trained on.
+        tokenizer: The base model's (fast) tokenizer.
+        dataset (`datasets.DatasetDict` or `datasets.Dataset`): Feature rows (`masked`, `factual`, `alternative`,
+            `factual_class`, `alternative_class`, `label`).
+        neutral (`datasets.Dataset` or `list[str]`, *optional*): Neutral sentences (`text` column).
+        split (`str`, *optional*, defaults to `"test"`): Split of a `DatasetDict` to evaluate.
+        max_rows (`int`, *optional*): At most this many rows per feature class (a seeded sample); all by default.
+        batch_size (`int`, *optional*, defaults to 32): Rows per forward-mode pass.
+        seed (`int`, *optional*, defaults to 0): Seed of the sampling and of the blanked-out neutral words.
+        max_neutral_rows (`int`, *optional*): At most this many rows per neutral type; defaults to the number of
+            feature rows evaluated.
+
+    Returns:
+        [`EncoderReport`] with `.metrics` and `.rows`.
+
+    Raises:
+        EvaluationError: for an empty split, rows of one class only, or fewer than two rows.
+    """
+    config = gradiend.config
+    classes, positive = feature_classes_and_positive(config)
+    gradiend.check_base_model(base_model)
+    rows = resolve_split(dataset, split)
+    picked = sample_by_class(rows, classes, max_rows, seed)
+    if not picked:
+        raise EvaluationError(
+            f"The split {split!r} has no rows of the classes {classes}; it is empty or its `factual_class` values "
+            "differ from the GRADIEND's feature classes."
+        )
+    objective = get_objective(config.objective or base_model, tokenizer)
+    excluded = {word for words in class_words(dataset, classes).values() for word in words}
+
+    table = []
+    for row in picked:
+        table.append(
+            {
+                "text": row["masked"],
+                "type": "training",
+                "factual": row["factual"],
+                "alternative": row["alternative"],
+                "factual_class": row["factual_class"],
+                "alternative_class": row["alternative_class"],
+                "label": int(row.get("label", 0) or 0),
+                "expected": expected_encoding(row["factual_class"], row["alternative_class"], config),
+            }
+        )
+    neutral_cap = max_neutral_rows if max_neutral_rows is not None else len(picked)
+    filled = [row["masked"].replace("[MASK]", row["factual"]) for row in picked]
+    sources = [
+        ("neutral_training_masked", sample_texts(filled, neutral_cap, seed)),
+        ("neutral_dataset", sample_texts(neutral_texts(neutral), neutral_cap, seed)),
+    ]
+    for kind, texts in sources:
+        for _, masked, word in blank_random_word(texts, objective, excluded, seed):
+            table.append(
+                {
+                    "text": masked,
+                    "type": kind,
+                    "factual": word,
+                    "alternative": word,
+                    "factual_class": None,
+                    "alternative_class": None,
+                    "label": 0,
+                    "expected": 0,
+                }
+            )
+
+    encodings = _encode(gradiend, base_model, objective, table, batch_size)
+    frame = pd.DataFrame(table)
+    frame["encoding"] = encodings[:, 0].tolist()
+    for j in range(1, encodings.shape[1]):
+        frame[f"encoding_{j}"] = encodings[:, j].tolist()
+    metrics = encoder_metrics(frame)
+    for key in ("encoding_by_class", "mean_by_class", "encoding_by_word"):
+        if key in metrics:  # feature-class order, as everywhere else
+            metrics[key] = {name: metrics[key][name] for name in classes if name in metrics[key]}
+    return EncoderReport(
+        metrics=metrics,
+        rows=frame,
+        feature_classes=classes,
+        positive_class=positive,
+        source=config.source,
+        split=split,
+    )
+
+
+def _encode(gradiend, base_model, objective, table: list[dict], batch_size: int) -> torch.Tensor:
+    """Encodings of all rows, `(rows, latent_dim)`, batched by similar length."""
+    order = sorted(range(len(table)), key=lambda i: len(table[i]["text"]))
+    out = torch.empty(len(table), gradiend.config.latent_dim, dtype=torch.float64)
+    with eval_mode(base_model):
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = objective.prepare(
+                [table[i]["text"] for i in chunk],
+                [table[i]["factual"] for i in chunk],
+                [table[i]["alternative"] for i in chunk],
+            )
+            out[chunk] = encode_rows(gradiend, base_model, objective, batch).detach().double().cpu()
+    return out

@@ -1,0 +1,142 @@
+"""Language-modelling score (LMS): how well a (rewritten) model still models ordinary text.
+
+- Masked LM: accuracy of predicting randomly masked tokens of neutral text: 15 % of each text's ordinary tokens
+  (at least one), seeded; special tokens ([CLS], [SEP], padding, …) are never masked. The reference package meant
+  to skip them too but compared a tensor with a Python list, so it masked them as well.
+- Causal LM: the mean negative log-likelihood of every next token (the logits at position t score token t + 1;
+  padding ignored), reported as `lms = 1 / (1 + NLL)` (0 when the NLL is not finite) and `perplexity = exp(NLL)`.
+  The reference package scored token t with the logits at t, which is not a language-modelling score.
+
+Tokens of the feature classes' words are never scored, so the score measures everything but the feature.
+The texts are tokenized and masked once ([`LanguageModelingScorer`]) and scored for every rewrite.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .metrics import EvaluationError, lms_from_nll
+
+
+IGNORE = -100
+
+
+class LanguageModelingScorer:
+    """Tokenized (and, for masked LMs, masked) neutral texts, ready to score any state of a model.
+
+    Args:
+        tokenizer: The base model's tokenizer.
+        texts (`Sequence[str]`): Neutral texts.
+        objective (`str`): `"masked_lm"` or `"causal_lm"`.
+        batch_size (`int`, *optional*, defaults to 32): Texts per forward pass.
+        mask_rate (`float`, *optional*, defaults to 0.15): Share of the ordinary tokens masked per text (masked LMs).
+        seed (`int`, *optional*, defaults to 0): Seed of the masked positions.
+        max_length (`int`, *optional*, defaults to 128): Texts are truncated to this many tokens.
+        excluded_token_ids (`Iterable[int]`, *optional*): Tokens never scored (the feature classes' words).
+        device (`torch.device`, *optional*): Where to keep the batches (the model's device).
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        texts: Sequence[str],
+        objective: str,
+        batch_size: int = 32,
+        mask_rate: float = 0.15,
+        seed: int = 0,
+        max_length: int = 128,
+        excluded_token_ids: Iterable[int] = (),
+        device: torch.device | str | None = None,
+    ):
+        if objective not in ("masked_lm", "causal_lm"):
+            raise ValueError(f"Unknown objective {objective!r}; choose 'masked_lm' or 'causal_lm'.")
+        if objective == "masked_lm" and tokenizer.mask_token_id is None:
+            raise EvaluationError("This tokenizer has no mask token, so it cannot score a masked LM.")
+        self.objective = objective
+        excluded = set(int(i) for i in excluded_token_ids)
+        # A Python set of ints: the membership test the reference package got wrong.
+        special = set(int(i) for i in tokenizer.all_special_ids)
+        encoded = tokenizer(list(texts), truncation=True, max_length=max_length, return_special_tokens_mask=True)
+        rng = random.Random(seed)
+        sequences, labels = [], []
+        for ids, special_mask in zip(encoded["input_ids"], encoded["special_tokens_mask"]):
+            ordinary = [
+                i
+                for i, (token, is_special) in enumerate(zip(ids, special_mask))
+                if not is_special and token not in special and token not in excluded
+            ]
+            if objective == "masked_lm":
+                if not ordinary:
+                    continue
+                count = max(1, round(mask_rate * len(ordinary)))
+                chosen = sorted(rng.sample(ordinary, count))
+                inputs, targets = list(ids), [IGNORE] * len(ids)
+                for i in chosen:
+                    targets[i], inputs[i] = ids[i], tokenizer.mask_token_id
+            else:
+                # Position t predicts token t + 1; tokens never to be scored keep their place as context.
+                scored = set(ordinary) - {0}
+                targets = [ids[i] if i in scored else IGNORE for i in range(len(ids))]
+                inputs = list(ids)
+                if all(t == IGNORE for t in targets):
+                    continue
+            sequences.append(inputs)
+            labels.append(targets)
+        if not sequences:
+            raise EvaluationError(
+                "None of the neutral texts has a token to score; pass longer texts (a `text` column of sentences)."
+            )
+        self.num_texts = len(sequences)
+        self.num_tokens = sum(sum(t != IGNORE for t in row) for row in labels)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        self.batches = []
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            length = max(len(sequences[i]) for i in chunk)
+            ids = torch.full((len(chunk), length), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), length), dtype=torch.long)
+            target = torch.full((len(chunk), length), IGNORE, dtype=torch.long)
+            for row, i in enumerate(chunk):
+                n = len(sequences[i])
+                ids[row, :n] = torch.tensor(sequences[i])
+                mask[row, :n] = 1
+                target[row, :n] = torch.tensor(labels[i])
+            batch = (ids, mask, target)
+            self.batches.append(tuple(t.to(device) for t in batch) if device is not None else batch)
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        """Scores `model` (in eval mode).
+
+        Returns:
+            `dict`: `lms` (for masked LMs the accuracy); for causal LMs also `nll` (mean per token) and
+            `perplexity`.
+        """
+        if self.objective == "masked_lm":
+            correct = total = 0
+            for ids, mask, target in self.batches:
+                logits = model(input_ids=ids, attention_mask=mask).logits
+                scored = target != IGNORE
+                picked = logits[scored].float()
+                # A position whose logits are not finite cannot count as a correct prediction.
+                hit = (picked.argmax(-1) == target[scored]) & torch.isfinite(picked).all(-1)
+                correct += int(hit.sum())
+                total += int(scored.sum())
+            return {"lms": correct / total}
+        nll, total = 0.0, 0
+        for ids, mask, target in self.batches:
+            logits = model(input_ids=ids, attention_mask=mask).logits
+            # Logits at t score token t + 1.
+            shifted = logits[:, :-1].float().reshape(-1, logits.shape[-1])
+            nll += float(F.cross_entropy(shifted, target[:, 1:].reshape(-1), ignore_index=IGNORE, reduction="sum"))
+            total += int((target[:, 1:] != IGNORE).sum())
+        mean = nll / total if total else math.nan
+        lms, perplexity = lms_from_nll(mean)
+        return {"lms": lms, "nll": mean, "perplexity": perplexity}

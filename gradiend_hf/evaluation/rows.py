@@ -1,0 +1,154 @@
+"""Evaluation rows from feature datasets and neutral text: split resolution, balanced sampling, class words and
+neutral rows with one random word blanked out."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from ..objectives import MASK, Objective, ObjectiveError
+from .metrics import EvaluationError
+
+
+FEATURE_COLUMNS = ("masked", "factual", "alternative", "factual_class", "alternative_class")
+
+# A word is a run of letters (any script); digits and punctuation are never blanked out.
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def resolve_split(dataset, split: str | None):
+    """Returns the rows of `split` of a `DatasetDict` (any mapping of split names), or the `Dataset` itself.
+
+    Raises:
+        EvaluationError: when the split is missing or a feature column is absent.
+    """
+    if isinstance(dataset, Mapping):
+        if split not in dataset:
+            raise EvaluationError(
+                f"The dataset has no split {split!r} (it has {sorted(dataset.keys())}); pass `split=` naming one."
+            )
+        rows = dataset[split]
+    else:
+        rows = dataset
+    columns = set(getattr(rows, "column_names", None) or [])
+    missing = [c for c in FEATURE_COLUMNS if c not in columns]
+    if missing:
+        raise EvaluationError(
+            f"The feature dataset lacks the column(s) {missing}; build it with "
+            "`gradiend_hf.data.make_feature_dataset` (columns masked, factual, alternative, factual_class, "
+            "alternative_class, label)."
+        )
+    return rows
+
+
+def all_splits(dataset) -> list:
+    """Every split of a `DatasetDict`, or `[dataset]` for a single `Dataset`."""
+    if isinstance(dataset, Mapping):
+        return [dataset[name] for name in dataset.keys()]
+    return [dataset]
+
+
+def class_words(dataset, classes: Sequence[str]) -> dict[str, list[str]]:
+    """The words of each class: every factual word of its rows and every alternative word naming it, in all splits.
+
+    Raises:
+        EvaluationError: when a class has no word.
+    """
+    words: dict[str, dict[str, None]] = {name: {} for name in classes}
+    for split in all_splits(dataset):
+        for column, class_column in (("factual", "factual_class"), ("alternative", "alternative_class")):
+            for word, name in zip(split[column], split[class_column]):
+                if name in words:
+                    words[name][word] = None
+    for name, found in words.items():
+        if not found:
+            raise EvaluationError(
+                f"No row of the dataset names a word of class {name!r}; the GRADIEND's feature classes "
+                f"{list(classes)} must be the dataset's `factual_class` values."
+            )
+    return {name: list(found) for name, found in words.items()}
+
+
+def sample_by_class(rows, classes: Sequence[str], max_rows: int | None, seed: int) -> list[dict]:
+    """Rows whose factual class is in `classes`, at most `max_rows` per class (a seeded random sample).
+
+    Rows of other classes are dropped; rows of a class keep their dataset order.
+    """
+    by_class: dict[str, list[int]] = {name: [] for name in classes}
+    for index, name in enumerate(rows["factual_class"]):
+        if name in by_class:
+            by_class[name].append(index)
+    rng = random.Random(seed)
+    keep = []
+    for indices in by_class.values():
+        if max_rows is not None and len(indices) > max_rows:
+            indices = sorted(rng.sample(indices, max_rows))
+        keep.extend(indices)
+    keep.sort()
+    columns = {name: rows[name] for name in rows.column_names}
+    return [{name: values[i] for name, values in columns.items()} for i in keep]
+
+
+def sample_texts(texts: Sequence[str], max_texts: int | None, seed: int) -> list[str]:
+    """A seeded random sample of at most `max_texts` non-empty texts, in their original order."""
+    indices = [i for i, text in enumerate(texts) if text and text.strip()]
+    if max_texts is not None and len(indices) > max_texts:
+        indices = sorted(random.Random(seed).sample(indices, max_texts))
+    return [texts[i] for i in indices]
+
+
+def neutral_texts(neutral) -> list[str]:
+    """The `text` column of a neutral `Dataset` (or a plain list of strings)."""
+    if neutral is None:
+        return []
+    if isinstance(neutral, (list, tuple)):
+        return [str(t) for t in neutral]
+    if "text" not in (getattr(neutral, "column_names", None) or []):
+        raise EvaluationError(
+            "The neutral dataset needs a `text` column (see `gradiend_hf.data.make_neutral_dataset`)."
+        )
+    return list(neutral["text"])
+
+
+def blank_random_word(
+    texts: Iterable[str],
+    objective: Objective,
+    excluded_words: Iterable[str],
+    seed: int,
+    max_tries: int = 8,
+) -> list[tuple[int, str, str]]:
+    """Blanks out one random word of each text, for neutral rows.
+
+    A word qualifies when it is not one of `excluded_words` (case-insensitive), the objective reads it as a single
+    token, and, for causal LMs, at least one word precedes it (the model needs left context to predict it).
+
+    Args:
+        texts (`Iterable[str]`): Sentences without `[MASK]`.
+        objective ([`Objective`]): Decides whether a word is usable (single token, unchanged context).
+        excluded_words (`Iterable[str]`): Words never blanked out (the feature classes' words).
+        seed (`int`): Seed of the word choice.
+        max_tries (`int`, *optional*, defaults to 8): Candidates tried per text before it is skipped.
+
+    Returns:
+        `list[tuple[int, str, str]]`: `(index of the text, masked text, the blanked word)` for every text with a
+        usable word; texts without one are skipped.
+    """
+    excluded = {w.lower() for w in excluded_words}
+    min_left = 1 if objective.name == "causal_lm" else 0
+    rng = random.Random(seed)
+    out = []
+    for index, text in enumerate(texts):
+        if MASK in text:
+            continue
+        spans = [m for k, m in enumerate(_WORD.finditer(text)) if k >= min_left and m.group().lower() not in excluded]
+        rng.shuffle(spans)
+        for match in spans[:max_tries]:
+            masked = text[: match.start()] + MASK + text[match.end() :]
+            try:
+                objective.prepare([masked], [match.group()])
+            except ObjectiveError:
+                continue  # split into several tokens, unknown or merged with its neighbours: try another word
+            out.append((index, masked, match.group()))
+            break
+    return out
