@@ -6,7 +6,10 @@ rewrite the model with it.
 
 from transformers import AutoConfig, AutoModel
 
+from .base_models import load_base_model
 from .configuration_gradiend import GradiendConfig
+from .hub import push_adapter, push_folder, push_gradiend, push_rewrite, push_space
+from .model_card import GradiendModelCardData, write_gradiend_card
 from .modeling_gradiend import GradiendModel, GradiendOutput
 from .objectives import CausalLMObjective, MaskedLMObjective, ObjectiveError, detect_objective, get_objective
 from .params import GradiendParameterError, select_parameters
@@ -24,6 +27,7 @@ __all__ = [
     "CausalLMObjective",
     "GradiendConfig",
     "GradiendModel",
+    "GradiendModelCardData",
     "GradiendNotConvergedError",
     "GradiendTrainer",
     "GradiendTrainingArguments",
@@ -34,5 +38,12 @@ __all__ = [
     "__version__",
     "detect_objective",
     "get_objective",
+    "load_base_model",
+    "push_adapter",
+    "push_folder",
+    "push_gradiend",
+    "push_rewrite",
+    "push_space",
     "select_parameters",
+    "write_gradiend_card",
 ]

@@ -26,6 +26,7 @@ from .feature_dataset import make_feature_dataset
 from .masking import MASK
 from .neutral import ENGLISH_PERSONAL_PRONOUNS, make_neutral_dataset
 from .schema import FEATURE_COLUMNS, feature_dataset_features, neutral_dataset_features
+from .sources import load_feature_data, load_neutral_data
 from .text import clean_sentence, count_words, split_sentences
 
 
@@ -50,6 +51,8 @@ __all__ = [
     "feature_dataset_features",
     "list_builtin",
     "load_builtin",
+    "load_feature_data",
+    "load_neutral_data",
     "make_feature_dataset",
     "make_neutral_dataset",
     "match_casing",

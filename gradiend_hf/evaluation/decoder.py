@@ -186,9 +186,13 @@ def evaluate_decoder(
     ffs = _numbers(feature_factors, "feature_factors")
 
     gradiend.check_base_model(base_model)
-    objective = get_objective(config.objective or base_model, tokenizer)
+    objective = get_objective(base_model, tokenizer)
     device = model_device(base_model)
     rows = sample_by_class(resolve_split(dataset, split), classes, max_rows, seed)
+    usable = objective.usable(
+        [r["masked"] for r in rows], [r["factual"] for r in rows], [r["alternative"] for r in rows]
+    )
+    rows = [row for row, ok in zip(rows, usable) if ok]
     row_classes = [row["factual_class"] for row in rows]
     missing = [name for name in classes if name not in row_classes]
     if missing:

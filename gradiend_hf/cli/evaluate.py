@@ -1,0 +1,73 @@
+"""`gradiend-hf evaluate GRADIEND`: encoder metrics and the decoder grid of a trained GRADIEND."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..base_models import load_base_model
+from ..data import load_builtin, load_feature_data
+from ..evaluation import evaluate_decoder, evaluate_encoder
+from ..modeling_gradiend import GradiendModel
+from .errors import user_errors
+from .parsing import parse_config
+
+
+@dataclass
+class EvaluateArguments:
+    gradiend: str = field(metadata={"help": "Folder or Hub id of the trained GRADIEND."})
+    dataset: str = field(default="gender-en", metadata={"help": "Feature rows: built-in name, files or Hub id."})
+    neutral: str | None = field(default="neutral-en", metadata={"help": "Built-in neutral text, or 'none'."})
+    split: str = field(default="test", metadata={"help": "Split to evaluate."})
+    target_class: str | None = field(default=None, metadata={"help": "Class to strengthen (lms_threshold policy)."})
+    policy: str = field(default="balance", metadata={"help": "Decoder selection: balance or lms_threshold."})
+    skip_decoder: bool = field(default=False, metadata={"help": "Only evaluate the encoder."})
+    max_rows: int | None = field(default=None, metadata={"help": "Rows encoded (default: all)."})
+    decoder_max_rows: int = field(default=64, metadata={"help": "Rows per class scored at each grid point."})
+    output_dir: str | None = field(default=None, metadata={"help": "Write report.json and figures here."})
+
+
+def main(argv: list[str] | None = None) -> None:
+    with user_errors("evaluate"):
+        (args,) = parse_config((EvaluateArguments,), argv, "gradiend-hf evaluate")
+        gradiend = GradiendModel.from_pretrained(args.gradiend)
+        base, tokenizer = load_base_model(gradiend)
+        data = load_feature_data(args.dataset)
+        neutral = None if not args.neutral or args.neutral == "none" else load_builtin(args.neutral)
+        encoder = evaluate_encoder(
+            gradiend, base, tokenizer, data, neutral=neutral, split=args.split, max_rows=args.max_rows
+        )
+        print(encoder)
+        report = {
+            "encoder": {k: v for k, v in encoder.metrics.items() if not isinstance(v, dict) or k.endswith("class")}
+        }
+        decoder = None
+        if not args.skip_decoder:
+            decoder = evaluate_decoder(
+                gradiend,
+                base,
+                tokenizer,
+                data,
+                neutral=neutral,
+                target_class=args.target_class,
+                policy=args.policy,
+                split=args.split,
+                max_rows=args.decoder_max_rows,
+                show_progress=True,
+            )
+            print(decoder)
+            report["decoder"] = {k: v for k, v in decoder.to_dict().items() if k != "grid"}
+        if args.output_dir:
+            out = Path(args.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
+            from ..plotting import plot_decoder_grid, plot_encoder_distributions
+
+            plot_encoder_distributions(encoder, out / "encoder_distributions.png")
+            if decoder is not None:
+                plot_decoder_grid(decoder, out / "decoder_grid.png")
+
+
+if __name__ == "__main__":
+    main()

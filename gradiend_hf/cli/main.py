@@ -1,0 +1,41 @@
+"""`gradiend-hf <command> ...`: dispatches to the subcommand modules."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+
+COMMANDS = {
+    "train": ("gradiend_hf.cli.train", "train a GRADIEND from a YAML/JSON config"),
+    "evaluate": ("gradiend_hf.cli.evaluate", "encoder and decoder evaluation of a trained GRADIEND"),
+    "rewrite": ("gradiend_hf.cli.rewrite", "save a base model rewritten by a GRADIEND"),
+    "demo": ("gradiend_hf.cli.demo", "the whole workflow offline on SmolLM2-135M with built-in data"),
+    "export-peft": ("gradiend_hf.export.cli", "export a rewrite as a PEFT LoRA adapter"),
+    "push": ("gradiend_hf.cli.push", "upload a GRADIEND, rewritten model or adapter folder to the Hub"),
+    "app": ("gradiend_hf.cli.app", "try a GRADIEND in the browser (Gradio)"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: gradiend-hf <command> [options]", "", "commands:"]
+    lines += [f"  {name:<12} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines += ["", "Run `gradiend-hf <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"gradiend-hf: error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    module = importlib.import_module(COMMANDS[command][0])
+    module.main(rest)
+
+
+if __name__ == "__main__":
+    main()

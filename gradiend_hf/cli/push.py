@@ -1,0 +1,40 @@
+"""`gradiend-hf push PATH REPO_ID`: upload a saved GRADIEND, rewritten model or PEFT adapter folder to the Hub."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..hub import KINDS, push_folder
+from .errors import user_errors
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gradiend-hf push",
+        description="Upload a saved GRADIEND, rewritten model or PEFT adapter folder (with its model card) to the Hub.",
+    )
+    parser.add_argument("path", metavar="PATH", help="the folder written by save_pretrained, save_rewritten or export")
+    parser.add_argument("repo_id", metavar="REPO_ID", help="the model repo, e.g. me/gradiend-gender")
+    parser.add_argument("--revision", help="branch to push to (created from main when missing)")
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    parser.add_argument("--kind", choices=KINDS, help="what the folder holds (detected from its files by default)")
+    parser.add_argument("--commit-message", help="the commit message")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = make_parser().parse_args(argv)
+    with user_errors("push"):
+        commit = push_folder(
+            args.path,
+            args.repo_id,
+            kind=args.kind,
+            revision=args.revision,
+            private=args.private or None,
+            commit_message=args.commit_message,
+        )
+    print(f"Pushed {args.path} to {args.repo_id}: {commit}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""`gradiend-hf train CONFIG.yaml`: train a GRADIEND on a base model and feature data, save it with its card.
+
+Runs under `accelerate launch -m gradiend_hf.cli.train CONFIG.yaml` too (one process per GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from transformers import AutoConfig
+
+from ..base_models import load_base_model, objective_of_config
+from ..data import load_feature_data
+from ..default_model import resolve_model_name_or_path
+from ..modeling_gradiend import GradiendModel
+from ..trainer import GradiendTrainer
+from ..training_args import GradiendTrainingArguments
+from .arguments import DataArguments, ModelArguments
+from .errors import user_errors
+from .parsing import parse_config
+
+
+def parse_classes(classes):
+    if classes is None or isinstance(classes, dict):
+        return classes
+    try:
+        value = json.loads(classes)
+    except json.JSONDecodeError:
+        raise ValueError(f'`classes` must be a mapping like {{"M": ["he"], "F": ["she"]}}, got {classes!r}') from None
+    if not isinstance(value, dict):
+        raise ValueError(f"`classes` must be a mapping of class name to words, got {classes!r}")
+    return value
+
+
+def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: GradiendTrainingArguments):
+    """Loads everything a config names, trains, saves; returns `(trainer, gradiend, base, tokenizer, data)`."""
+    # Data first: a mistake in it should surface before minutes of model loading.
+    objective = model_args.objective or objective_of_config(
+        AutoConfig.from_pretrained(resolve_model_name_or_path(model_args.base_model), revision=model_args.revision)
+    )
+    min_left = data_args.min_left_context_words
+    if min_left is None:
+        min_left = 10 if objective == "causal_lm" else 0
+    data = load_feature_data(
+        data_args.dataset,
+        classes=parse_classes(data_args.classes),
+        text_column=data_args.text_column,
+        min_left_context_words=min_left,
+        max_rows_per_class=data_args.max_rows_per_class,
+        split_by=data_args.split_by,
+        seed=training_args.seed,
+    )
+    base, tokenizer = load_base_model(
+        model_args.base_model,
+        objective=objective,
+        revision=model_args.revision,
+        dtype=model_args.dtype,
+        tokenizer=model_args.tokenizer,
+    )
+    torch.manual_seed(training_args.seed)
+    gradiend = GradiendModel.from_base_model(
+        base, params=model_args.params, latent_dim=model_args.latent_dim, base_model_revision=model_args.revision
+    )
+    gradiend.config.base_model_name_or_path = model_args.base_model
+    trainer = GradiendTrainer(
+        model=gradiend, base_model=base, processing_class=tokenizer, args=training_args, train_dataset=data
+    )
+    trainer.train()
+    trainer.save_model(training_args.output_dir)
+    return trainer, gradiend, base, tokenizer, data
+
+
+def main(argv: list[str] | None = None) -> None:
+    with user_errors("train"):
+        model_args, data_args, training_args = parse_config(
+            (ModelArguments, DataArguments, GradiendTrainingArguments), argv, "gradiend-hf train"
+        )
+        trainer, gradiend, *_ = run_training(model_args, data_args, training_args)
+        if trainer.is_world_process_zero():
+            summary = gradiend.config.training_summary
+            print(
+                f"Saved the GRADIEND to {os.path.abspath(training_args.output_dir)}: best correlation "
+                f"{summary.get('best_correlation', float('nan')):.3f} at step {summary.get('best_step')}, "
+                f"converged: {summary.get('converged')}."
+            )
+
+
+if __name__ == "__main__":
+    main()

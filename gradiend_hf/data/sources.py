@@ -1,0 +1,113 @@
+"""Feature rows and neutral text from where users keep them: built-in names, local files, Hub datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, DatasetDict
+
+from .builtin_datasets import list_builtin, load_builtin
+from .classes import FeatureClasses
+from .errors import FeatureDataError
+from .feature_dataset import make_feature_dataset
+from .neutral import make_neutral_dataset
+from .schema import FEATURE_COLUMNS
+
+
+_FILE_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+
+
+def _load_any(source: str) -> Dataset | DatasetDict:
+    path = Path(source)
+    if path.exists():
+        if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists()):
+            return datasets.load_from_disk(str(path))
+        files = sorted(p for p in (path.iterdir() if path.is_dir() else [path]) if p.suffix in _FILE_FORMATS)
+        if not files:
+            raise FeatureDataError(
+                f"{source!r} holds no text, CSV, JSON(L) or parquet file; give one of those (or a saved dataset)."
+            )
+        formats = {_FILE_FORMATS[p.suffix] for p in files}
+        if len(formats) > 1:
+            raise FeatureDataError(f"{source!r} mixes file formats {sorted(formats)}; keep one format per dataset.")
+        if formats == {"text"}:  # plain lines need no datasets cache
+            lines = [line for p in files for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+            return Dataset.from_dict({"text": lines})
+        return datasets.load_dataset(formats.pop(), data_files=[str(p) for p in files], split="train")
+    looks_local = source.startswith((".", "/", "~")) or source.count("/") > 1 or Path(source).suffix in _FILE_FORMATS
+    if looks_local:
+        raise FileNotFoundError(f"No such file or folder: {source!r}.")
+    return datasets.load_dataset(source)  # a Hub dataset id
+
+
+def _texts(data: Dataset | DatasetDict, text_column: str, source: str) -> list[str]:
+    parts = list(data.values()) if isinstance(data, DatasetDict) else [data]
+    texts = []
+    for part in parts:
+        if text_column not in part.column_names:
+            raise FeatureDataError(
+                f"{source!r} has no column {text_column!r} (columns: {part.column_names}); set `text_column`."
+            )
+        texts.extend(t for t in part[text_column] if isinstance(t, str))
+    return texts
+
+
+def load_feature_data(
+    source: str,
+    classes: Mapping[str, Sequence[str]] | None = None,
+    text_column: str = "text",
+    min_left_context_words: int = 0,
+    max_rows_per_class: int | None = None,
+    split_by: str = "row",
+    seed: int = 0,
+) -> DatasetDict:
+    """Feature rows with train/validation/test splits from a built-in name, local files or a Hub dataset.
+
+    Data that already has the feature columns (`masked`, `factual`, …) and the three splits is used as it is; raw
+    text (a `text` column, or `.txt` lines) is turned into rows with [`make_feature_dataset`] and `classes`.
+
+    Raises:
+        FeatureDataError: for unreadable sources, a missing text column, or raw text without `classes`.
+        FileNotFoundError: for a local path that does not exist.
+    """
+    if source in list_builtin():
+        data = load_builtin(source)
+        if not isinstance(data, DatasetDict):
+            raise FeatureDataError(f"The built-in {source!r} is neutral text, not feature rows.")
+        return data
+    if classes:
+        FeatureClasses.from_mapping(classes)  # bad class words fail before any text is read
+    data = _load_any(source)
+    columns = set((next(iter(data.values())) if isinstance(data, DatasetDict) else data).column_names)
+    if set(FEATURE_COLUMNS) <= columns:
+        if isinstance(data, DatasetDict) and {"train", "validation", "test"} <= set(data):
+            return data
+        raise FeatureDataError(f"{source!r} has feature columns but not the splits train, validation and test.")
+    if not classes:
+        raise FeatureDataError(
+            f"{source!r} is raw text; give `classes` (class name → words, e.g. {{'M': ['he'], 'F': ['she']}})."
+        )
+    return make_feature_dataset(
+        _texts(data, text_column, source),
+        classes,
+        min_left_context_words=min_left_context_words,
+        max_rows_per_class=max_rows_per_class,
+        split_by=split_by,
+        seed=seed,
+    )
+
+
+def load_neutral_data(
+    source: str, exclude_words: Sequence[str], text_column: str = "text", max_rows: int | None = None, seed: int = 0
+) -> Dataset:
+    """Neutral sentences (a `text` column) without any of `exclude_words`, from a built-in name, files or the Hub."""
+    if source in list_builtin():
+        data = load_builtin(source)
+        if isinstance(data, DatasetDict):
+            raise FeatureDataError(f"The built-in {source!r} is a feature dataset, not neutral text.")
+        texts = list(data["text"])
+    else:
+        texts = _texts(_load_any(source), text_column, source)
+    return make_neutral_dataset(texts, exclude_words, max_rows=max_rows, seed=seed)

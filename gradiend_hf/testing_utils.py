@@ -1,0 +1,235 @@
+"""Tiny language models and tokenizers built from configs, offline: for tests, examples and quick experiments.
+
+Every family the library supports is here: BERT, RoBERTa and DistilBERT (masked LMs), GPT-2 and Llama (causal LMs).
+Tokenizers are trained with the `tokenizers` library on a small corpus so that the pronouns the tests use are single
+tokens.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import re
+import string
+
+import torch
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    DistilBertConfig,
+    DistilBertForMaskedLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+    RobertaForMaskedLM,
+)
+
+
+FAMILIES = ("bert", "roberta", "distilbert", "gpt2", "llama")
+MASKED_FAMILIES = ("bert", "roberta", "distilbert")
+CAUSAL_FAMILIES = ("gpt2", "llama")
+
+_SUBJECTS = ["the doctor", "my sister", "the old man", "our teacher", "the girl", "his brother", "the pilot"]
+_VERBS = ["said that", "thought that", "knew that", "hoped that", "wrote that"]
+_PRONOUNS = ["he", "she", "it", "they"]
+_ENDS = ["would come home", "was very tired", "had seen the sea", "liked the red car", "could not sleep"]
+
+CORPUS = [
+    f"{s.capitalize()} {v} {p} {e}." for s in _SUBJECTS for v in _VERBS for p in _PRONOUNS for e in _ENDS[:2]
+] + [
+    "He said she would come.",
+    "She said he was tired.",
+    "They know it is late.",
+    "Mary and John went to the market on Sunday morning.",
+]
+
+
+@functools.cache
+def _builtin_texts() -> tuple[str, ...]:
+    """Sentences of the bundled datasets, so tiny tokenizers read real text in few tokens."""
+    from gradiend_hf.data import load_builtin
+
+    texts = []
+    for name in ("gender-en", "pronoun-number-en"):
+        texts.extend(load_builtin(name)["train"]["text"])
+    texts.extend(load_builtin("neutral-en")["text"])
+    return tuple(texts)
+
+
+def _word_level_corpus() -> list[str]:
+    return CORPUS * 3 + list(_builtin_texts())
+
+
+@functools.cache
+def wordpiece_tokenizer() -> PreTrainedTokenizerFast:
+    """A BERT-style WordPiece tokenizer ([CLS] … [SEP], lower-cased)."""
+    # The vocabulary is built by hand: the `tokenizers` WordPiece trainer breaks frequency ties differently from
+    # one process to the next, and the two-process training test needs identical models in both processes.
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    counts = collections.Counter(w for text in _word_level_corpus() for w in re.findall(r"\w+", text.lower()))
+    frequent = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:3000]]
+    words = sorted(set(frequent) | {w for text in CORPUS for w in re.findall(r"\w+|[^\w\s]", text.lower())})
+    chars = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
+    pieces = specials + words + [c for c in chars if c not in words] + ["##" + c for c in string.ascii_lowercase]
+    tok = Tokenizer(models.WordPiece(vocab={p: i for i, p in enumerate(dict.fromkeys(pieces))}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    tok.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+@functools.cache
+def byte_bpe_tokenizer(style: str = "gpt2") -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer: `"gpt2"` (no specials added), `"roberta"` (<s> … </s>, <mask>) or `"llama"`
+    (<s> prepended)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=3000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(_word_level_corpus(), trainer)
+    if style == "roberta":
+        # As in the real RoBERTa tokenizer, the mask token swallows the space before it.
+        tok.add_special_tokens([AddedToken("<mask>", lstrip=True, normalized=False, special=True)])
+        tok.post_processor = processors.RobertaProcessing(
+            ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>"))
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            cls_token="<s>",
+            sep_token="</s>",
+            mask_token="<mask>",
+        )
+    if style == "llama":
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+        )
+        return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="</s>")
+    tok.post_processor = processors.ByteLevel(trim_offsets=True)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="</s>", eos_token="</s>", pad_token="</s>")
+
+
+def tokenizer_for(family: str) -> PreTrainedTokenizerFast:
+    if family in ("bert", "distilbert"):
+        return wordpiece_tokenizer()
+    if family == "roberta":
+        return byte_bpe_tokenizer("roberta")
+    if family == "llama":
+        return byte_bpe_tokenizer("llama")
+    return byte_bpe_tokenizer("gpt2")
+
+
+def tiny_model(family: str, seed: int = 0, hidden: int = 32, layers: int = 2, attn: str = "eager"):
+    """A randomly initialised tiny model of `family`, in eval mode, and its tokenizer."""
+    tokenizer = tokenizer_for(family)
+    vocab = len(tokenizer)
+    torch.manual_seed(seed)
+    common = {"attn_implementation": attn}
+    if family == "bert":
+        config = BertConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            intermediate_size=2 * hidden,
+            max_position_embeddings=128,
+            pad_token_id=tokenizer.pad_token_id,
+            **common,
+        )
+        model = BertForMaskedLM(config)
+    elif family == "roberta":
+        config = RobertaConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            intermediate_size=2 * hidden,
+            max_position_embeddings=130,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **common,
+        )
+        model = RobertaForMaskedLM(config)
+    elif family == "distilbert":
+        config = DistilBertConfig(
+            vocab_size=vocab,
+            dim=hidden,
+            n_layers=layers,
+            n_heads=2,
+            hidden_dim=2 * hidden,
+            max_position_embeddings=128,
+            pad_token_id=tokenizer.pad_token_id,
+            **common,
+        )
+        model = DistilBertForMaskedLM(config)
+    elif family == "gpt2":
+        config = GPT2Config(
+            vocab_size=vocab,
+            n_embd=hidden,
+            n_layer=layers,
+            n_head=2,
+            n_positions=128,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **common,
+        )
+        model = GPT2LMHeadModel(config)
+    elif family == "llama":
+        config = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            intermediate_size=2 * hidden,
+            max_position_embeddings=128,
+            tie_word_embeddings=True,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **common,
+        )
+        model = LlamaForCausalLM(config)
+    else:
+        raise ValueError(f"unknown family {family}")
+    model.eval()
+    return model, tokenizer
+
+
+def masked_rows(n: int = 8, causal: bool = False) -> tuple[list[str], list[str], list[str]]:
+    """`n` rows (masked text, factual, alternative) alternating he→she and she→he."""
+    masked, factual, alternative = [], [], []
+    for i in range(n):
+        subject = _SUBJECTS[i % len(_SUBJECTS)]
+        verb = _VERBS[i % len(_VERBS)]
+        end = _ENDS[i % len(_ENDS)]
+        text = f"{subject.capitalize()} {verb} [MASK] {end}."
+        masked.append(text)
+        if i % 2 == 0:
+            factual.append("he"), alternative.append("she")
+        else:
+            factual.append("she"), alternative.append("he")
+    return masked, factual, alternative

@@ -1,0 +1,61 @@
+"""Every example runs, in its fast mode, offline."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gender_masked_lm(tmp_path):
+    encoder, decoder, rewritten = load("gender_masked_lm").main(["--steps", "30", "--output-dir", str(tmp_path)])
+    assert encoder.metrics["correlation"] > 0.8
+    assert decoder.selected.learning_rate != 0
+    assert (tmp_path / "config.json").exists()
+
+
+def test_gender_causal_lm_fast(tmp_path):
+    encoder, decoder = load("gender_causal_lm").main(["--fast", "--output-dir", str(tmp_path)])
+    assert encoder.metrics["correlation"] > 0.8
+    assert decoder.policy == "balance"
+
+
+def test_pronoun_number_fast(tmp_path):
+    report = load("pronoun_number").main(["--fast", "--output-dir", str(tmp_path)])
+    assert report.metrics["correlation"] > 0.5
+
+
+def test_steering_example():
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "steering.py")], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["train_config.yaml", "accelerate/multi_gpu.yaml", "accelerate/fsdp.yaml"])
+def test_config_files_parse(name):
+    import yaml
+
+    assert isinstance(yaml.safe_load((EXAMPLES / name).read_text()), dict)
+
+
+def test_train_config_has_only_known_keys():
+    from gradiend_hf import GradiendTrainingArguments
+    from gradiend_hf.cli.arguments import DataArguments, ModelArguments
+    from gradiend_hf.cli.parsing import parse_config
+
+    model_args, data_args, training_args = parse_config(
+        (ModelArguments, DataArguments, GradiendTrainingArguments), [str(EXAMPLES / "train_config.yaml")], "test"
+    )
+    assert model_args.params == ["model.layers.2[4-9].*"] and training_args.max_steps == 40
