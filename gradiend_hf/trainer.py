@@ -12,6 +12,8 @@ from torch import nn
 from transformers import Trainer
 from transformers.utils import logging
 
+from .evaluation.encoder import expected_encoding
+from .evaluation.metrics import pearson
 from .gradients import encode_rows, group_gradients
 from .modeling_gradiend import GradiendModel
 from .objectives import get_objective
@@ -28,7 +30,6 @@ from .training_data import (
     GradiendDataError,
     GroupedFeatureDataset,
     check_feature_rows,
-    expected_encoding,
     feature_classes_of,
 )
 
@@ -192,15 +193,12 @@ class GradiendTrainer(Trainer):
         encodings = self.encode_rows(rows)
         gradiend = self.accelerator.unwrap_model(self.model)
         expected = np.array(
-            [
-                expected_encoding(r["factual_class"], gradiend.config.positive_class, gradiend.config.source)
-                for r in rows
-            ],
+            [expected_encoding(r["factual_class"], r["alternative_class"], gradiend.config) for r in rows],
             dtype=np.float64,
         )
         values = encodings[:, 0].astype(np.float64)
         metrics = {
-            f"{metric_key_prefix}_correlation": _pearson(expected, values),
+            f"{metric_key_prefix}_correlation": pearson(expected, values) if len(rows) > 1 else 0.0,
             f"{metric_key_prefix}_accuracy": float(np.mean(np.sign(values) == expected)),
             f"{metric_key_prefix}_rows": float(len(rows)),
         }
@@ -284,10 +282,3 @@ def _stack(tensors: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {
         name: (values[0].unsqueeze(0) if len(values) == 1 else torch.stack(values)) for name, values in tensors.items()
     }
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation; 0 when fewer than two rows or a constant column (the reference's convention)."""
-    if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
-        return 0.0
-    return float(np.corrcoef(x, y)[0, 1])

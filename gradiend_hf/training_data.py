@@ -58,16 +58,6 @@ def feature_classes_of(dataset) -> list[str]:
     return sorted(classes, key=lambda c: -classes[c])
 
 
-def expected_encoding(factual_class: str, positive_class: str, source: str) -> int:
-    """The encoding a row should get: +1 when the source gradient points towards the positive class's word.
-
-    The factual and diff gradients point towards the factual word; the alternative gradient towards the other
-    class's word, so its sign is flipped (the reference package's label inversion).
-    """
-    sign = 1 if factual_class == positive_class else -1
-    return -sign if source == "alternative" else sign
-
-
 class GroupedFeatureDataset(torch.utils.data.Dataset):
     """Class-homogeneous groups of rows, one group per item, transitions alternating.
 
