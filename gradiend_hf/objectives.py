@@ -203,8 +203,8 @@ class Objective:
             masked (`Sequence[str]`): Texts with one literal `[MASK]`.
             factual (`Sequence[str]`): The word that fills each blank.
             alternative (`Sequence[str]`, *optional*): The other class's word for each blank (defaults to factual).
-            padding_side (`str`, *optional*): `"left"` or `"right"` for causal LMs (defaults to the tokenizer's);
-                masked LMs are always padded on the right.
+            padding_side (`str`, *optional*): `"left"` (default) or `"right"` for causal LMs; masked LMs are always
+                padded on the right.
 
         Returns:
             [`ObjectiveBatch`]
@@ -214,7 +214,9 @@ class Objective:
         alternative = list(alternative) if alternative is not None else list(factual)
         if not (len(masked) == len(factual) == len(alternative)):
             raise ObjectiveError("`masked`, `factual` and `alternative` must have the same length.")
-        side = padding_side or getattr(self.tokenizer, "padding_side", "right") or "right"
+        # Causal rows default to left padding: every row then reads the last position (see `target_log_probs`);
+        # explicit position ids make the result the same for either side.
+        side = padding_side or ("left" if self.name == "causal_lm" else "right")
         if self.name == "masked_lm":
             # Bidirectional models derive absolute positions from the start of the row (RoBERTa from the padding
             # itself), so they are only correct with right padding; the target position says where to read.
@@ -268,6 +270,11 @@ class Objective:
         inputs = batch.model_inputs()
         if "position_ids" in inputs and not _accepts(model, "position_ids"):
             inputs.pop("position_ids")
+        last = batch.input_ids.shape[1] - 1
+        if bool((batch.target_positions == last).all()) and _accepts(model, "logits_to_keep"):
+            # Left-padded causal rows all read the last position: the LM head (vocab × hidden) runs once per row
+            # instead of once per token, in the forward and the backward pass.
+            return model(**inputs, logits_to_keep=1).logits[:, -1].float().log_softmax(-1)
         logits = model(**inputs).logits
         rows = torch.arange(logits.shape[0], device=logits.device)
         return logits[rows, batch.target_positions.to(logits.device)].float().log_softmax(-1)
