@@ -32,6 +32,13 @@ def parameter_fingerprint(names: Sequence[str], shapes: Sequence[Sequence[int]])
     return digest.hexdigest()[:16]
 
 
+def _numel(shape: Sequence[int]) -> int:
+    numel = 1
+    for size in shape:
+        numel *= int(size)
+    return numel
+
+
 class GradiendConfig(PretrainedConfig):
     r"""
     Configuration of a [`GradiendModel`]: which base-model parameters it reads and writes, the size of its latent
@@ -74,6 +81,18 @@ class GradiendConfig(PretrainedConfig):
             Defaults to the first feature class.
         base_model_config (`dict`, *optional*):
             A few facts about the base model (`model_type`, `architectures`) recorded for model cards and checks.
+        kept_counts (`list[int]`, *optional*):
+            Set on a pruned GRADIEND (see [`gradiend_hf.pruning`]): for each entry of `param_names`, how many of the
+            parameter's entries the GRADIEND still reads and writes. A count below the parameter's size means the
+            kept flat positions are stored as the int64 buffer `kept.<escaped name>` in the weights file; a
+            parameter with nothing kept is dropped from `param_names`. `None` (default): every entry is covered.
+        unpruned_param_names (`list[str]`, *optional*):
+            For a pruned GRADIEND, the parameter selection it was pruned from. Global top-k indices and comparisons
+            refer to this selection, so they agree before and after pruning.
+        unpruned_param_shapes (`list[list[int]]`, *optional*):
+            The shapes of `unpruned_param_names`.
+        pruning (`dict`, *optional*):
+            How the GRADIEND was pruned (`method`, `k`, `part`, …), recorded for model cards.
     """
 
     model_type = "gradiend"
@@ -95,6 +114,10 @@ class GradiendConfig(PretrainedConfig):
         feature_classes: list[str] | None = None,
         positive_class: str | None = None,
         base_model_config: dict | None = None,
+        kept_counts: list[int] | None = None,
+        unpruned_param_names: list[str] | None = None,
+        unpruned_param_shapes: list[list[int]] | None = None,
+        pruning: dict | None = None,
         **kwargs,
     ):
         param_names = list(param_names or [])
@@ -145,18 +168,83 @@ class GradiendConfig(PretrainedConfig):
         self.feature_classes = feature_classes
         self.positive_class = positive_class or (feature_classes[0] if feature_classes else None)
         self.base_model_config = dict(base_model_config or {})
+        self._set_pruning(kept_counts, unpruned_param_names, unpruned_param_shapes, pruning)
+        kwargs.pop("pruned", None)  # derived from `kept_counts`; stored in config.json for readers only
         super().__init__(**kwargs)
+
+    def _set_pruning(self, kept_counts, unpruned_names, unpruned_shapes, pruning) -> None:
+        if kept_counts is None:
+            if unpruned_names is not None or unpruned_shapes is not None:
+                raise ValueError("`unpruned_param_names`/`unpruned_param_shapes` are only valid with `kept_counts`.")
+            self.kept_counts = self.unpruned_param_names = self.unpruned_param_shapes = self.pruning = None
+            self.pruned = False
+            return
+        kept_counts = [int(c) for c in kept_counts]
+        if len(kept_counts) != len(self.param_names):
+            raise ValueError(
+                f"`kept_counts` has {len(kept_counts)} entries but `param_names` has {len(self.param_names)}; give "
+                "one count per covered parameter."
+            )
+        for name, shape, count in zip(self.param_names, self.param_shapes, kept_counts):
+            numel = _numel(shape)
+            if not 1 <= count <= numel:
+                raise ValueError(
+                    f"`kept_counts` gives {count} kept entries for {name!r}, which has {numel}; a covered parameter "
+                    "keeps between 1 and all of its entries (drop a parameter with none from `param_names`)."
+                )
+        unpruned_names = list(unpruned_names if unpruned_names is not None else self.param_names)
+        unpruned_shapes = [
+            [int(s) for s in shape] for shape in (unpruned_shapes if unpruned_shapes is not None else self.param_shapes)
+        ]
+        if len(unpruned_names) != len(unpruned_shapes):
+            raise ValueError("`unpruned_param_names` and `unpruned_param_shapes` must have the same length.")
+        lookup = dict(zip(unpruned_names, unpruned_shapes))
+        order = {name: i for i, name in enumerate(unpruned_names)}
+        for name, shape in zip(self.param_names, self.param_shapes):
+            if lookup.get(name) != shape:
+                raise ValueError(
+                    f"Covered parameter {name!r} {shape} is not part of the unpruned selection with that shape; the "
+                    "config was edited or is corrupt. Re-prune the GRADIEND from a model that loads."
+                )
+        positions = [order[name] for name in self.param_names]
+        if positions != sorted(positions):
+            raise ValueError("`param_names` of a pruned GRADIEND must keep the order of `unpruned_param_names`.")
+        self.kept_counts = kept_counts
+        self.unpruned_param_names = unpruned_names
+        self.unpruned_param_shapes = unpruned_shapes
+        self.pruning = dict(pruning or {})
+        self.pruned = True
+
+    @property
+    def selection_names(self) -> list[str]:
+        """The parameter selection global indices refer to: `unpruned_param_names` if pruned, else `param_names`."""
+        return self.unpruned_param_names if self.kept_counts is not None else self.param_names
+
+    @property
+    def selection_shapes(self) -> list[list[int]]:
+        """The shapes of [`selection_names`]."""
+        return self.unpruned_param_shapes if self.kept_counts is not None else self.param_shapes
+
+    @property
+    def selection_fingerprint(self) -> str:
+        """Fingerprint of [`selection_names`]: equal for a GRADIEND and every GRADIEND pruned from it."""
+        return parameter_fingerprint(self.selection_names, self.selection_shapes)
+
+    @property
+    def global_offsets(self) -> list[int]:
+        """For each covered parameter, where its entries start in the flat concatenation of [`selection_names`]."""
+        starts, total = {}, 0
+        for name, shape in zip(self.selection_names, self.selection_shapes):
+            starts[name] = total
+            total += _numel(shape)
+        return [starts[name] for name in self.param_names]
 
     @property
     def num_base_parameters(self) -> int:
-        """Total number of base-model entries `n` the GRADIEND covers."""
-        total = 0
-        for shape in self.param_shapes:
-            numel = 1
-            for size in shape:
-                numel *= size
-            total += numel
-        return total
+        """Total number of base-model entries `n` the GRADIEND covers (its input size; the kept entries if pruned)."""
+        if self.kept_counts is not None:
+            return sum(self.kept_counts)
+        return sum(_numel(shape) for shape in self.param_shapes)
 
     @property
     def encoding_directions(self) -> dict[str, int]:

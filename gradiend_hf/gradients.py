@@ -132,8 +132,11 @@ def encode_rows(
 
     columns = []
     for j in range(gradiend.config.latent_dim):
+        # A pruned GRADIEND's row covers only its kept entries: scattered into zeros, the others add nothing.
         tangents = {
-            name: gradiend.encoder.weight[key][j].reshape(shape).to(device=p.device, dtype=p.dtype)
+            name: gradiend.scatter_kept(name, gradiend.encoder.weight[key][j])
+            .reshape(shape)
+            .to(device=p.device, dtype=p.dtype)
             for name, key, shape, p in zip(names, gradiend.param_keys, gradiend.param_shapes, params)
         }
         _, directional = jvp(row_losses, (primals,), (tangents,))

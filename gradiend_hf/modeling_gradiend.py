@@ -92,6 +92,23 @@ class GradiendDecoder(nn.Module):
         )
 
 
+class GradiendKeptPositions(nn.Module):
+    """The flat base-parameter positions a pruned GRADIEND keeps: one sorted int64 buffer per partially kept parameter.
+
+    Only parameters that keep fewer than all of their entries get a buffer (state-dict key `kept.<key>`, saved in the
+    safetensors file next to the weights); a parameter without one is covered in full.
+    """
+
+    def __init__(self, keys: Sequence[str], counts: Sequence[int], numels: Sequence[int]):
+        super().__init__()
+        for key, count, numel in zip(keys, counts, numels):
+            if count < numel:
+                self.register_buffer(key, torch.zeros(count, dtype=torch.long))
+
+    def get(self, key: str) -> torch.Tensor | None:
+        return self._buffers.get(key)
+
+
 class _SquaredReconstructionError(torch.autograd.Function):
     """`Σ (h · Wᵀ + b − t)²` for one parameter chunk, with a hand-written backward.
 
@@ -132,6 +149,12 @@ class GradiendPreTrainedModel(PreTrainedModel):
         leaves tensors loaded from a checkpoint untouched. Children are initialised before parents and the encoder
         before the decoder, so the decoder's bound is read from an initialised encoder.
         """
+        if isinstance(module, GradiendKeptPositions):
+            # Kept positions come from pruning or from the checkpoint; -1 marks any that came from neither, so
+            # `check_kept_positions` can reject a checkpoint that lacks them instead of reading garbage.
+            for buffer in module.buffers(recurse=False):
+                init.constant_(buffer, -1)
+            return
         encoder, decoder = getattr(self, "encoder", None), getattr(self, "decoder", None)
         if encoder is None or decoder is None:
             return
@@ -178,8 +201,11 @@ class GradiendModel(GradiendPreTrainedModel):
         if len(set(self.param_keys)) != len(self.param_keys):
             raise ValueError("Two selected parameter names escape to the same key; rename them or select fewer.")
         numels = [math.prod(shape) for shape in self.param_shapes]
-        self.encoder = GradiendEncoder(self.param_keys, numels, config.latent_dim)
-        self.decoder = GradiendDecoder(self.param_keys, numels, config.latent_dim, config.bias_decoder)
+        # A pruned GRADIEND has one input dimension per KEPT entry; updates are still scattered to full shapes.
+        counts = list(config.kept_counts) if config.kept_counts is not None else numels
+        self.encoder = GradiendEncoder(self.param_keys, counts, config.latent_dim)
+        self.decoder = GradiendDecoder(self.param_keys, counts, config.latent_dim, config.bias_decoder)
+        self.kept = GradiendKeptPositions(self.param_keys, counts, numels)
         self.post_init()
 
     # ------------------------------------------------------------------ construction
@@ -232,6 +258,28 @@ class GradiendModel(GradiendPreTrainedModel):
             model = model.to(dtype)
         return model
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then a check that a pruned GRADIEND's kept positions were loaded."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        (loaded[0] if isinstance(loaded, tuple) else loaded).check_kept_positions()
+        return loaded
+
+    @torch.no_grad()
+    def check_kept_positions(self) -> None:
+        """Raises a clear error unless every kept-position buffer is strictly increasing and inside its parameter."""
+        for name, shape in zip(self.param_names, self.param_shapes):
+            kept = self.kept_positions(name)
+            if kept is None or kept.is_meta:
+                continue
+            numel = math.prod(shape)
+            if kept.numel() and (kept[0] < 0 or kept[-1] >= numel or (kept.numel() > 1 and (kept.diff() <= 0).any())):
+                raise ValueError(
+                    f"The kept positions of {name!r} are missing or corrupt (they must be increasing flat positions "
+                    f"below {numel}); the checkpoint lacks `kept.{escape_parameter_name(name)}` or was edited. "
+                    "Re-save the pruned GRADIEND, or prune the full GRADIEND again."
+                )
+
     def check_base_model(self, base_model: nn.Module) -> None:
         """Raises a clear error if `base_model` lacks a covered parameter or has it with another shape."""
         check_parameters_match(base_model, self.param_names, self.param_shapes)
@@ -264,7 +312,7 @@ class GradiendModel(GradiendPreTrainedModel):
         pre = None
         batched = False
         for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
-            flat = self._flat_gradient(gradients, name, shape)
+            flat = self.gather_kept(name, self._flat_gradient(gradients, name, shape))
             batched = batched or gradients[name].dim() > len(shape)
             weight = self.encoder.weight[key]
             term = flat.to(device=weight.device, dtype=weight.dtype) @ weight.T
@@ -286,9 +334,37 @@ class GradiendModel(GradiendPreTrainedModel):
         h, batched = self._as_latent(encodings)
         out = {}
         for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
-            value = self._decode_one(key, h)
+            value = self.scatter_kept(name, self._decode_one(key, h))
             out[name] = value.reshape(value.shape[0], *shape) if batched else value.reshape(shape)
         return out
+
+    # ------------------------------------------------------------------ pruned positions
+
+    def kept_positions(self, name: str) -> torch.Tensor | None:
+        """The sorted flat positions of base parameter `name` that this (pruned) GRADIEND reads and writes.
+
+        Returns:
+            `torch.LongTensor` or `None`: `None` when every entry of the parameter is covered (always for an unpruned
+            GRADIEND).
+        """
+        return self.kept.get(escape_parameter_name(name))
+
+    def gather_kept(self, name: str, flat: torch.Tensor) -> torch.Tensor:
+        """Restricts `(batch, numel)` values of base parameter `name` to the GRADIEND's kept entries."""
+        kept = self.kept_positions(name)
+        return flat if kept is None else flat.index_select(-1, kept.to(flat.device))
+
+    def scatter_kept(self, name: str, values: torch.Tensor) -> torch.Tensor:
+        """Places `(..., kept)` values of base parameter `name` into zeros of `(..., numel)` (the identity unpruned).
+
+        Entries the GRADIEND does not cover get 0: a pruned GRADIEND never moves them.
+        """
+        kept = self.kept_positions(name)
+        if kept is None:
+            return values
+        numel = math.prod(self.param_shapes[self.param_names.index(name)])
+        full = values.new_zeros(*values.shape[:-1], numel)
+        return full.index_copy_(-1, kept.to(values.device), values)
 
     def _decode_one(self, key: str, h: torch.Tensor) -> torch.Tensor:
         """`act(h · W_pᵀ + b_p)` for one parameter, shape `(batch, numel_p)`."""
@@ -348,12 +424,13 @@ class GradiendModel(GradiendPreTrainedModel):
         temporaries autograd would save, and reuses it as the decoder-bias gradient.
         """
         h, batched = (encodings, True) if encodings.dim() == 2 else (encodings.reshape(1, -1), False)
-        total = sum(math.prod(shape) for shape in self.param_shapes) * h.shape[0]
+        total = self.config.num_base_parameters * h.shape[0]
         fused = self.config.activation_decoder == "id" and self.decoder.bias is not None
         squared = None
-        for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
+        for name, key in zip(self.param_names, self.param_keys):
             weight = self.decoder.weight[key]
             target = target_gradients[name].to(device=weight.device, dtype=weight.dtype).reshape(h.shape[0], -1)
+            target = self.gather_kept(name, target)
             if fused:
                 term = _SquaredReconstructionError.apply(h.to(weight.dtype), weight, self.decoder.bias[key], target)
             else:
@@ -397,7 +474,7 @@ class GradiendModel(GradiendPreTrainedModel):
         h = self._as_latent(feature_factor)[0] if part == "decoder" else None
         for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
             value = self._decode_one(key, h)[0] if part == "decoder" else self._static_part(part, key)
-            yield name, value.mul_(learning_rate).reshape(shape)
+            yield name, self.scatter_kept(name, value.mul_(learning_rate)).reshape(shape)
 
     def _static_part(self, part: str, key: str) -> torch.Tensor:
         if part == "encoder-weight":
@@ -420,20 +497,29 @@ class GradiendModel(GradiendPreTrainedModel):
                 `"decoder-sum"`: |Σ_j W_d[i, j] + b_i|.
 
         Returns:
-            `dict[str, torch.Tensor]`: base parameter name → non-negative importance in the parameter's shape.
+            `dict[str, torch.Tensor]`: base parameter name → non-negative importance in the parameter's shape (0 at
+            entries a pruned GRADIEND does not cover).
+        """
+        return {
+            name: self.scatter_kept(name, value).reshape(shape)
+            for (name, value), shape in zip(self.iter_kept_importance(part), self.param_shapes)
+        }
+
+    @torch.no_grad()
+    def iter_kept_importance(self, part: str = "decoder-weight"):
+        """Yields `(name, importance)` per covered parameter, one value per GRADIEND input dimension (the kept
+        entries, in the order of [`kept_positions`]; all entries, flat, when unpruned). See [`get_weight_importance`].
         """
         if part not in IMPORTANCE_PARTS:
             raise ValueError(f"Unknown importance part {part!r}; choose one of {', '.join(IMPORTANCE_PARTS)}.")
-        out = {}
-        for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
+        for name, key in zip(self.param_names, self.param_keys):
             if part == "decoder-weight":
                 value = self.decoder.weight[key].abs().sum(1)
             elif part == "encoder-weight":
                 value = self.encoder.weight[key].abs().sum(0)
             else:
                 value = self._static_part(part, key).abs()
-            out[name] = value.reshape(shape)
-        return out
+            yield name, value
 
     @torch.no_grad()
     def topk(self, k: int, part: str = "decoder-weight") -> list[dict[str, Any]]:
@@ -447,29 +533,29 @@ class GradiendModel(GradiendPreTrainedModel):
         Returns:
             `list[dict]`: most important first; each with `parameter` (base name), `position` (index tuple in the
             parameter), `global_index` (position in the concatenation of all covered parameters in GRADIEND order,
-            comparable across GRADIENDs with the same parameter fingerprint) and `importance`.
+            comparable across GRADIENDs with the same `config.selection_fingerprint`; a pruned GRADIEND counts in
+            the selection it was pruned from) and `importance`.
         """
         if k < 1:
             raise ValueError(f"`k` must be at least 1, got {k}.")
-        importance = self.get_weight_importance(part)
-        candidates_values, candidates_index = [], []
-        offset = 0
-        offsets = []
-        for name in self.param_names:
-            flat = importance[name].reshape(-1).float().cpu()
+        # Per-parameter candidates, then one merge: never a flat vector of all n entries. A pruned GRADIEND ranks
+        # only its kept entries, mapped back to base-parameter positions, so indices match the unpruned GRADIEND's.
+        candidates_values, candidates_param, candidates_local = [], [], []
+        for param_pos, (name, value) in enumerate(self.iter_kept_importance(part)):
+            flat = value.reshape(-1).float().cpu()
             top = torch.topk(flat, min(k, flat.numel()))
+            kept = self.kept_positions(name)
             candidates_values.append(top.values)
-            candidates_index.append(top.indices + offset)
-            offsets.append(offset)
-            offset += flat.numel()
+            candidates_param.append(torch.full_like(top.indices, param_pos))
+            candidates_local.append(top.indices if kept is None else kept.cpu()[top.indices])
         values = torch.cat(candidates_values)
-        indices = torch.cat(candidates_index)
         best = torch.topk(values, min(k, values.numel()))
-        starts = torch.tensor(offsets)
+        params = torch.cat(candidates_param)[best.indices].tolist()
+        locals_ = torch.cat(candidates_local)[best.indices].tolist()
+        offsets = self.config.global_offsets
         results = []
-        for value, global_index in zip(best.values.tolist(), indices[best.indices].tolist()):
-            param_pos = int(torch.searchsorted(starts, torch.tensor(global_index), right=True)) - 1
-            local = global_index - offsets[param_pos]
+        for value, param_pos, local in zip(best.values.tolist(), params, locals_):
+            global_index = offsets[param_pos] + local
             shape = self.param_shapes[param_pos]
             position = tuple(int(i) for i in torch.unravel_index(torch.tensor(local), shape)) if shape else ()
             results.append(
@@ -481,6 +567,13 @@ class GradiendModel(GradiendPreTrainedModel):
                 }
             )
         return results
+
+    def prune(self, k: int | float, part: str = "decoder-weight") -> GradiendModel:
+        """Returns a smaller GRADIEND that keeps only the `k` most important entries; see
+        [`gradiend_hf.pruning.post_prune`]."""
+        from .pruning import post_prune
+
+        return post_prune(self, k, part=part)
 
     def rewrite(
         self,
@@ -535,7 +628,9 @@ class GradiendModel(GradiendPreTrainedModel):
     # ------------------------------------------------------------------ saving
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, max_shard_size: str | int = "5GB", **kwargs):
-        """Saves config.json and sharded safetensors (see `PreTrainedModel.save_pretrained`), atomically.
+        """Saves config.json, sharded safetensors (see `PreTrainedModel.save_pretrained`) and a model card
+        (README.md, from the config alone; see [`gradiend_hf.model_card.write_gradiend_card`] for the full card),
+        atomically.
 
         The files are first written to a temporary folder beside the target and then moved into place with the
         config last, so an interrupted save never leaves a half-written model that loads, and never loses the
@@ -553,6 +648,7 @@ class GradiendModel(GradiendPreTrainedModel):
         staging = tempfile.mkdtemp(prefix=".gradiend-save-", dir=save_directory)
         try:
             super().save_pretrained(staging, *args, max_shard_size=max_shard_size, **kwargs)
+            self.create_model_card(model_id=save_directory).save(os.path.join(staging, "README.md"))
             written = sorted(os.listdir(staging), key=lambda f: (f == "config.json", f))
             for name in written[:-1] if written and written[-1] == "config.json" else written:
                 os.replace(os.path.join(staging, name), os.path.join(save_directory, name))
@@ -565,3 +661,27 @@ class GradiendModel(GradiendPreTrainedModel):
                 os.replace(os.path.join(staging, "config.json"), os.path.join(save_directory, "config.json"))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def create_model_card(self, model_id: str | os.PathLike | None = None, **kwargs: Any):
+        """Renders this GRADIEND's model card (see [`gradiend_hf.model_card.build_gradiend_card`]).
+
+        Args:
+            model_id (`str`, *optional*): Hub id or folder the card's quick start loads the GRADIEND from; defaults
+                to where the GRADIEND was loaded from.
+            kwargs: `encoder_report`, `decoder_report`, `figures`, `dataset_name`, `dataset_sizes`, `training_args`.
+
+        Returns:
+            `huggingface_hub.ModelCard`
+        """
+        from .model_card import build_gradiend_card
+
+        model_id = os.fspath(model_id) if model_id is not None else (self.config._name_or_path or "path/to/gradiend")
+        return build_gradiend_card(self.config, model_id, dtype=str(self.dtype).replace("torch.", ""), **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Uploads the GRADIEND (weights, config, model card, figures) to the Hub; see
+        [`gradiend_hf.hub.push_gradiend`] for the arguments (`revision`, `private`, `token`, `commit_message`,
+        `encoder_report`, `decoder_report`, `figures`, …). Returns the commit URL."""
+        from .hub import push_gradiend
+
+        return push_gradiend(self, repo_id, **kwargs)

@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> None:
             demo = build_demo(
                 args.gradiend, examples=args.examples, class_words=args.classes, max_chars=args.max_chars
             )
-        except ImportError as error:
+        except (ImportError, OSError) as error:  # Gradio missing, or no such GRADIEND / base model
+            if isinstance(error, FileNotFoundError):
+                raise
             raise ValueError(str(error)) from None
     demo.launch(server_name=args.host, server_port=args.port, share=args.share)
 

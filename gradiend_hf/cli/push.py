@@ -25,14 +25,21 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = make_parser().parse_args(argv)
     with user_errors("push"):
-        commit = push_folder(
-            args.path,
-            args.repo_id,
-            kind=args.kind,
-            revision=args.revision,
-            private=args.private or None,
-            commit_message=args.commit_message,
-        )
+        try:
+            commit = push_folder(
+                args.path,
+                args.repo_id,
+                kind=args.kind,
+                revision=args.revision,
+                private=args.private or None,
+                commit_message=args.commit_message,
+            )
+        except OSError as error:  # Hub errors (not logged in, no write access, network) are OSErrors
+            if isinstance(error, FileNotFoundError):
+                raise
+            status = getattr(getattr(error, "response", None), "status_code", None)
+            hint = " (log in with `hf auth login` or set HF_TOKEN to a token that may write to it)"
+            raise ValueError(str(error).splitlines()[0] + (hint if status in (401, 403) else "")) from None
     print(f"Pushed {args.path} to {args.repo_id}: {commit}")
 
 
