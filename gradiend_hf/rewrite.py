@@ -88,7 +88,8 @@ class RewriteSession:
         self.current = (feature_factor, learning_rate, part)
 
     @torch.no_grad()
-    def _reset(self) -> None:
+    def reset(self) -> None:
+        """Puts the original values back exactly and keeps the backup for the next [`apply`]."""
         for name, value in self._backup.items():
             self.base_model.get_parameter(name).copy_(value)
 
@@ -96,7 +97,7 @@ class RewriteSession:
     def restore(self) -> None:
         """Puts the original values back exactly and drops the backup."""
         if self._backup is not None:
-            self._reset()
+            self.reset()
             self._backup = None
         self.current = None
 

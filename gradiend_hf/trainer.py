@@ -147,6 +147,11 @@ class GradiendTrainer(Trainer):
         if args.target is not None:
             model.config.target = args.target
         classes = feature_classes_of(train_dataset)
+        # The words of each class, lower-cased, for cards, the app and the decoder evaluation of a loaded GRADIEND.
+        words = defaultdict(set)
+        for cls, word in zip(train_dataset["factual_class"], train_dataset["factual"]):
+            words[cls].add(word.lower())
+        model.config.class_words = {cls: sorted(words[cls]) for cls in classes}
         if model.config.feature_classes is None:
             model.config.feature_classes = classes
             model.config.positive_class = classes[0]
@@ -239,6 +244,19 @@ class GradiendTrainer(Trainer):
         gradiend.train(was_training)
         gathered = gather_object(local) if self.accelerator.num_processes > 1 else local
         return np.asarray(gathered[: len(rows)], dtype=np.float64).reshape(len(rows), -1)
+
+    def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
+        """Writes the GRADIEND's card (not transformers' generic trainer card) into `output_dir`."""
+        if not self.is_world_process_zero():
+            return
+        from .model_card import write_gradiend_card
+
+        keep = ("learning_rate", "max_steps", "num_train_epochs", "sentences_per_gradient", "seed", "weight_decay")
+        write_gradiend_card(
+            self.accelerator.unwrap_model(self.model),
+            self.args.output_dir,
+            training_args={k: getattr(self.args, k) for k in keep},
+        )
 
     # ------------------------------------------------------------------ snapshots of the best GRADIEND
 

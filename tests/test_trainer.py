@@ -71,6 +71,11 @@ def test_tiny_models_learn_the_gender_feature(family, gender, tmp_path):
     assert summary["converged"] and summary["best_step"] > 0
     assert gradiend.config.feature_classes == ["M", "F"]
 
+    assert gradiend.config.class_words == {"M": ["he"], "F": ["she"]}
+    trainer.create_model_card()  # what Trainer.push_to_hub calls: our card, not the generic trainer card
+    card = (tmp_path / "README.md").read_text()
+    assert "library_name: gradiend-hf" in card and "sentences_per_gradient" in card
+
     trainer.save_model(str(tmp_path / "final"))
     loaded = GradiendModel.from_pretrained(tmp_path / "final")
     assert loaded.config.training_summary["best_step"] == summary["best_step"]

@@ -136,7 +136,16 @@ def run_demo(args: DemoArguments) -> dict:
         draw(figures / name)
     gradiend_dir = out / "gradiend"
     gradiend.save_pretrained(gradiend_dir)
-    _write_gradiend_card(gradiend, gradiend_dir, encoder, decoder, [figures / f for f in figure_files], data)
+    keep = ("learning_rate", "max_steps", "sentences_per_gradient", "seed")
+    _write_gradiend_card(
+        gradiend,
+        gradiend_dir,
+        encoder,
+        decoder,
+        [figures / f for f in figure_files],
+        data,
+        {k: getattr(args, k) for k in keep},
+    )
 
     selected = decoder.selected
     gradiend.rewrite(base, selected.feature_factor, selected.learning_rate, inplace=True)
@@ -148,19 +157,18 @@ def run_demo(args: DemoArguments) -> dict:
     return report
 
 
-def _write_gradiend_card(gradiend, directory, encoder, decoder, figures, data) -> None:
-    try:
-        from ..model_card import write_gradiend_card
-    except ImportError:  # cards are written by save_pretrained alone until the card module lands
-        return
+def _write_gradiend_card(gradiend, directory, encoder, decoder, figures, data, training_args) -> None:
+    from ..model_card import write_gradiend_card
+
     write_gradiend_card(
         gradiend,
         directory,
         encoder_report=encoder,
         decoder_report=decoder,
         figures=[str(f) for f in figures],
-        dataset_name="gender-en (built into gradiend-hf)",
+        dataset_name="gender-en",
         dataset_sizes={split: data[split].num_rows for split in data},
+        training_args=training_args,
     )
 
 
