@@ -7,12 +7,15 @@ rewrite the model with it.
 from transformers import AutoConfig, AutoModel
 
 from .base_models import load_base_model
+from .comparison import cross_encoding_matrix, similarity_matrix
 from .configuration_gradiend import GradiendConfig
 from .hub import push_adapter, push_folder, push_gradiend, push_rewrite, push_space
 from .model_card import GradiendModelCardData, write_gradiend_card
 from .modeling_gradiend import GradiendModel, GradiendOutput
+from .multi_seed import train_multi_seed
 from .objectives import CausalLMObjective, MaskedLMObjective, ObjectiveError, detect_objective, get_objective
 from .params import GradiendParameterError, select_parameters
+from .pruning import post_prune, pre_prune
 from .trainer import GradiendTrainer
 from .trainer_callbacks import GradiendNotConvergedError
 from .training_args import GradiendTrainingArguments
@@ -39,6 +42,11 @@ __all__ = [
     "detect_objective",
     "get_objective",
     "load_base_model",
+    "cross_encoding_matrix",
+    "post_prune",
+    "pre_prune",
+    "similarity_matrix",
+    "train_multi_seed",
     "push_adapter",
     "push_folder",
     "push_gradiend",

@@ -130,7 +130,8 @@ def export_steering(
     def part_delta(name: str, kind: str, j: int | None) -> torch.Tensor:
         key, shape = gradiend.param_keys[position[name]], gradiend.param_shapes[position[name]]
         value = gradiend.decoder.weight[key][:, j] if kind == "feature" else gradiend.decoder.bias[key]
-        return (learning_rate * value).reshape(shape)
+        # A pruned GRADIEND holds only its kept entries; the others get a zero delta.
+        return (learning_rate * gradiend.scatter_kept(name, value)).reshape(shape)
 
     # ----- CONVERSION -----
     folders: dict[str, str] = {}
