@@ -55,8 +55,8 @@ class DemoArguments:
     sentences_per_gradient: int = field(default=8, metadata={"help": "Sentences of one transition per gradient."})
     eval_steps: int = field(default=10, metadata={"help": "Evaluate every this many steps."})
     encoder_max_rows: int | None = field(default=None, metadata={"help": "Test rows encoded (default: all)."})
-    decoder_max_rows: int = field(default=64, metadata={"help": "Test rows per class scored at each grid point."})
-    lms_max_texts: int = field(default=64, metadata={"help": "Neutral texts of the language-modelling score."})
+    decoder_max_rows: int = field(default=48, metadata={"help": "Test rows per class scored at each grid point."})
+    lms_max_texts: int = field(default=48, metadata={"help": "Neutral texts of the language-modelling score."})
     seed: int = field(default=0, metadata={"help": "Seed of the GRADIEND and of the samples."})
 
 
