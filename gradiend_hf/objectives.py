@@ -175,6 +175,23 @@ class Objective:
             )
         return index
 
+    def _fill_both(self, prefixes: list[str], suffixes: list[str], factual: list[str], alternative: list[str]):
+        """Tokenizes each row with its factual and with its alternative word in the blank.
+
+        Yields `(ids_f, ids_a, i_f, i_a)` per row: both token-id lists and the index of the word's single token in
+        each (see [`_word_token`] for the errors).
+        """
+        filled_f = [p + w + s for p, w, s in zip(prefixes, factual, suffixes)]
+        filled_a = [p + w + s for p, w, s in zip(prefixes, alternative, suffixes)]
+        enc_f, enc_a = self._tokenize(filled_f), self._tokenize(filled_a)
+        unk = self.tokenizer.unk_token_id
+        for row, (prefix, fw, aw) in enumerate(zip(prefixes, factual, alternative)):
+            ids_f, ids_a = enc_f["input_ids"][row], enc_a["input_ids"][row]
+            start = len(prefix)
+            i_f = self._word_token(enc_f["offset_mapping"][row], start, start + len(fw), filled_f[row], fw, ids_f, unk)
+            i_a = self._word_token(enc_a["offset_mapping"][row], start, start + len(aw), filled_a[row], aw, ids_a, unk)
+            yield ids_f, ids_a, i_f, i_a
+
     def _pad(self, sequences: list[list[int]], padding_side: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
@@ -300,30 +317,10 @@ class MaskedLMObjective(Objective):
 
     def _rows(self, masked, factual, alternative):
         parts = [split_masked(text) for text in masked]
-        filled_f = [p + w + s for (p, s), w in zip(parts, factual)]
-        filled_a = [p + w + s for (p, s), w in zip(parts, alternative)]
-        enc_f, enc_a = self._tokenize(filled_f), self._tokenize(filled_a)
+        prefixes, suffixes = [p for p, _ in parts], [x for _, x in parts]
         sequences, positions, fac_ids, alt_ids = [], [], [], []
-        for row, ((prefix, _), fw, aw) in enumerate(zip(parts, factual, alternative)):
-            ids_f, ids_a = enc_f["input_ids"][row], enc_a["input_ids"][row]
-            i_f = self._word_token(
-                enc_f["offset_mapping"][row],
-                len(prefix),
-                len(prefix) + len(fw),
-                filled_f[row],
-                fw,
-                ids_f,
-                self.tokenizer.unk_token_id,
-            )
-            i_a = self._word_token(
-                enc_a["offset_mapping"][row],
-                len(prefix),
-                len(prefix) + len(aw),
-                filled_a[row],
-                aw,
-                ids_a,
-                self.tokenizer.unk_token_id,
-            )
+        rows = self._fill_both(prefixes, suffixes, list(factual), list(alternative))
+        for row, (fw, aw, (ids_f, ids_a, i_f, i_a)) in enumerate(zip(factual, alternative, rows)):
             if i_f != i_a or ids_f[:i_f] != ids_a[:i_a] or ids_f[i_f + 1 :] != ids_a[i_a + 1 :]:
                 raise ObjectiveError(
                     f"Filling the blank with {fw!r} or {aw!r} changes the tokens around it in {masked[row][:80]!r}; "
@@ -367,30 +364,9 @@ class CausalLMObjective(Objective):
                     "Build the data with `min_left_context_words` > 0."
                 )
             prefixes.append(prefix)
-        filled_f = [p + w for p, w in zip(prefixes, factual)]
-        filled_a = [p + w for p, w in zip(prefixes, alternative)]
-        enc_f, enc_a = self._tokenize(filled_f), self._tokenize(filled_a)
         sequences, positions, fac_ids, alt_ids = [], [], [], []
-        for row, (prefix, fw, aw) in enumerate(zip(prefixes, factual, alternative)):
-            ids_f, ids_a = enc_f["input_ids"][row], enc_a["input_ids"][row]
-            i_f = self._word_token(
-                enc_f["offset_mapping"][row],
-                len(prefix),
-                len(prefix) + len(fw),
-                filled_f[row],
-                fw,
-                ids_f,
-                self.tokenizer.unk_token_id,
-            )
-            i_a = self._word_token(
-                enc_a["offset_mapping"][row],
-                len(prefix),
-                len(prefix) + len(aw),
-                filled_a[row],
-                aw,
-                ids_a,
-                self.tokenizer.unk_token_id,
-            )
+        rows = self._fill_both(prefixes, [""] * len(prefixes), list(factual), list(alternative))
+        for row, (prefix, fw, aw, (ids_f, ids_a, i_f, i_a)) in enumerate(zip(prefixes, factual, alternative, rows)):
             # Tokenizers that append an end token (rare for causal LMs) put it after the word; ignore it.
             if i_f != i_a or ids_f[:i_f] != ids_a[:i_a]:
                 raise ObjectiveError(
