@@ -14,6 +14,7 @@ word and an `alternative` word.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -423,8 +424,13 @@ def is_single_token(tokenizer, word: str, objective: str = "causal_lm", context:
 
 
 def _accepts(model: nn.Module, argument: str) -> bool:
-    model = getattr(model, "wrapped_model", model)
+    """Whether the model's `forward` takes `argument` (looked up once per model class: this runs every forward)."""
+    return _forward_accepts(type(getattr(model, "wrapped_model", model)), argument)
+
+
+@functools.cache
+def _forward_accepts(model_class: type, argument: str) -> bool:
     try:
-        return argument in inspect.signature(model.forward).parameters
+        return argument in inspect.signature(model_class.forward).parameters
     except (TypeError, ValueError):  # pragma: no cover
         return True
