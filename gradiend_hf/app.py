@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from .errors import GradiendError
 from .evaluation.feature_factor import feature_classes_and_positive, feature_factor_for
 from .evaluation.metrics import EvaluationError
 from .evaluation.probabilities import class_token_ids
@@ -53,7 +54,7 @@ CLASS_HEADERS = ["Class", "Words", "Base model", "Rewritten", "Change"]
 TOP_HEADERS = ["Token", "Probability"]
 
 
-class DemoInputError(ValueError):
+class DemoInputError(GradiendError):
     """Bad input to the app (no blank, empty or too long text, bad numbers); the message says how to fix it."""
 
 

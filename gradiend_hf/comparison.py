@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .errors import GradiendError
 from .modeling_gradiend import IMPORTANCE_PARTS, escape_parameter_name
 from .pruning import resolve_k, select_topk
 
@@ -37,7 +38,7 @@ MEASURES = ("cosine", "cosine_signed", "spearman", "spearman_signed", "topk_over
 DEFAULT_PART = {"cosine": "encoder-weight", "spearman": "encoder-weight", "topk": "decoder-weight"}
 
 
-class GradiendComparisonError(ValueError):
+class GradiendComparisonError(GradiendError):
     """Raised when GRADIENDs cannot be compared (different base models, no shared parameters, bad arguments)."""
 
 

@@ -194,7 +194,8 @@ class GradiendConfig(PretrainedConfig):
                 )
         unpruned_names = list(unpruned_names if unpruned_names is not None else self.param_names)
         unpruned_shapes = [
-            [int(s) for s in shape] for shape in (unpruned_shapes if unpruned_shapes is not None else self.param_shapes)
+            [int(s) for s in shape]
+            for shape in (unpruned_shapes if unpruned_shapes is not None else self.param_shapes)
         ]
         if len(unpruned_names) != len(unpruned_shapes):
             raise ValueError("`unpruned_param_names` and `unpruned_param_shapes` must have the same length.")

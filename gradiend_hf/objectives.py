@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .errors import GradiendError
+
 
 MASK = "[MASK]"
 
 
-class ObjectiveError(ValueError):
+class ObjectiveError(GradiendError):
     """Raised when a row cannot be turned into model inputs (no blank, empty prefix, multi-token word, …)."""
 
 

@@ -13,8 +13,10 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from .errors import GradiendError
 
-class GradiendParameterError(ValueError):
+
+class GradiendParameterError(GradiendError):
     """Raised when a parameter selection is empty or does not fit the base model."""
 
 

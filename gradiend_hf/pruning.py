@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from transformers.utils import logging
 
+from .errors import GradiendError
 from .modeling_gradiend import GradiendModel, escape_parameter_name
 
 
@@ -37,7 +38,7 @@ logger = logging.get_logger(__name__)
 _POSITIVE_FLOAT_BITS = 2**31  # int32 patterns of non-negative float32 values sort like the values themselves
 
 
-class PruningError(ValueError):
+class PruningError(GradiendError):
     """Raised when a pruning request cannot be met (bad `k`, nothing to keep, no sample gradients)."""
 
 

@@ -6,11 +6,13 @@ import os
 
 from transformers import TrainerCallback
 
+from .errors import GradiendError
+
 
 BEST_DIR = "best-gradiend"
 
 
-class GradiendNotConvergedError(RuntimeError):
+class GradiendNotConvergedError(GradiendError, RuntimeError):
     """Raised at the end of training when `fail_on_non_convergence=True` and the run did not converge."""
 
 

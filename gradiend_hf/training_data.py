@@ -16,13 +16,14 @@ from typing import Any
 
 import torch
 
+from .errors import GradiendError
 from .objectives import Objective
 
 
 REQUIRED_COLUMNS = ("masked", "factual", "alternative", "factual_class", "alternative_class")
 
 
-class GradiendDataError(ValueError):
+class GradiendDataError(GradiendError):
     """Raised when training or evaluation rows cannot be used (missing columns, one class only, too few rows)."""
 
 

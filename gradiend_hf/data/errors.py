@@ -1,11 +1,13 @@
 """Errors raised while building feature and neutral datasets.
 
-Every error is a `ValueError`, so callers that already guard against bad input keep working, and each one has its
+Every error derives from `gradiend_hf.errors.GradiendError` (a `ValueError`), so callers that already guard against bad input keep working, and each one has its
 own class so that tests and applications can react to one problem without parsing messages.
 """
 
+from ..errors import GradiendError
 
-class FeatureDataError(ValueError):
+
+class FeatureDataError(GradiendError):
     """Base class of every data error of gradiend-hf (also raised for invalid arguments such as split ratios)."""
 
 

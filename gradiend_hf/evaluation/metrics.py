@@ -14,11 +14,13 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..errors import GradiendError
+
 
 NEUTRAL_TYPES = ("neutral_training_masked", "neutral_dataset")
 
 
-class EvaluationError(ValueError):
+class EvaluationError(GradiendError):
     """Raised when an evaluation cannot be computed from its input (no rows, one class only, …)."""
 
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..errors import GradiendError
 from .lora import LORA_LAYER_TYPES
 
 
-class ExportError(ValueError):
+class ExportError(GradiendError):
     """Raised when a GRADIEND's update cannot be written as a PEFT adapter."""
 
 
