@@ -69,7 +69,7 @@ def resolve_class_words(config, class_words: Mapping[str, Sequence[str]] | None 
     for candidate in (class_words, getattr(config, "class_words", None), _builtin_class_words(classes)):
         if candidate and all(candidate.get(name) for name in classes):
             return {name: [str(word) for word in candidate[name]] for name in classes}
-    raise ValueError(
+    raise GradiendError(
         f"The GRADIEND does not record the words of its classes {classes}; pass them, e.g. "
         f'`class_words={{"{classes[0]}": ["he"], "{classes[1]}": ["she"]}}` '
         f'(`--classes \'{{"{classes[0]}": [...], "{classes[1]}": [...]}}\'` on the command line).'
@@ -129,7 +129,7 @@ class GradiendDemo:
         self.config = gradiend.config
         self.classes, self.positive_class = feature_classes_and_positive(self.config)
         self.class_words = resolve_class_words(self.config, class_words)
-        self.objective = get_objective(self.config.objective or base_model, tokenizer)
+        self.objective = get_objective(self.config.objective or base_model, tokenizer, model=base_model)
         self.is_causal = self.objective.name == "causal_lm"
         self.max_chars = int(max_chars)
         self.top_k = int(top_k)
@@ -376,12 +376,12 @@ def build_demo(
     if isinstance(gradiend, (str, os.PathLike)):
         name = os.fspath(gradiend)
         if not os.path.isdir(name) and hub_id(name) is None:
-            raise ValueError(f"{name!r} is neither a GRADIEND folder nor a Hub repo id.")
+            raise GradiendError(f"{name!r} is neither a GRADIEND folder nor a Hub repo id.")
         gradiend = GradiendModel.from_pretrained(name)
     if base_model is None:
         base_model, tokenizer = load_base_model(gradiend)
     elif tokenizer is None:
-        raise ValueError("Pass the base model's `tokenizer` together with `base_model`.")
+        raise GradiendError("Pass the base model's `tokenizer` together with `base_model`.")
     demo = GradiendDemo(gradiend, base_model, tokenizer, class_words=class_words, max_chars=max_chars, top_k=top_k)
     examples = list(examples if examples is not None else getattr(gradiend.config, "examples", None) or [])
 

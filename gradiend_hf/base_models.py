@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
+from .configuration_gradiend import OBJECTIVES
 from .default_model import DEFAULT_BASE_MODEL, resolve_model_name_or_path
+from .errors import GradiendError, GradiendLoadError
+from .locations import hub_errors, resolve_location
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -15,6 +20,21 @@ def objective_of_config(config) -> str:
     """`"masked_lm"` or `"causal_lm"` from a model config's architectures (causal when unsure)."""
     architectures = getattr(config, "architectures", None) or []
     return "masked_lm" if any(a.endswith("ForMaskedLM") for a in architectures) else "causal_lm"
+
+
+def load_base_config(name_or_path: str, revision: str | None = None):
+    """The config of a base model (a Hub id or a local folder), with a clear error when it cannot be found.
+
+    Raises:
+        [`GradiendLoadError`]: no such folder, a folder without `config.json`, or a Hub id that cannot be fetched.
+    """
+    path = resolve_location(resolve_model_name_or_path(name_or_path), "base model")
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+        raise GradiendLoadError(
+            f"The base model folder {name_or_path!r} has no config.json; give a folder written by `save_pretrained`."
+        )
+    with hub_errors(path, "base model"):
+        return AutoConfig.from_pretrained(path, revision=revision)
 
 
 def load_base_model(
@@ -37,26 +57,35 @@ def load_base_model(
 
     Returns:
         `tuple`: `(model, tokenizer)`.
+
+    Raises:
+        [`GradiendLoadError`]: the model or tokenizer cannot be found; [`GradiendError`]: an unknown objective or
+        dtype, or a GRADIEND that records no base model.
     """
     name = name_or_gradiend
-    if not isinstance(name_or_gradiend, str):
+    if not isinstance(name_or_gradiend, (str, os.PathLike)):
         config = name_or_gradiend.config
         if not config.base_model_name_or_path:
-            raise ValueError("This GRADIEND does not record its base model; load the base model yourself.")
+            raise GradiendError("This GRADIEND does not record its base model; load the base model yourself.")
         name = config.base_model_name_or_path
         revision = revision or config.base_model_revision
         objective = objective or config.objective
+    name = os.fspath(name)
+    if objective is not None and objective not in OBJECTIVES:
+        raise GradiendError(f"Unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}.")
     if isinstance(dtype, str):
         if dtype not in DTYPES:
-            raise ValueError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
+            raise GradiendError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
         dtype = DTYPES[dtype]
-    path = resolve_model_name_or_path(name)
-    objective = objective or objective_of_config(AutoConfig.from_pretrained(path, revision=revision))
+    base_config = load_base_config(name, revision)
+    path = resolve_location(resolve_model_name_or_path(name), "base model")
+    objective = objective or objective_of_config(base_config)
     auto = AutoModelForMaskedLM if objective == "masked_lm" else AutoModelForCausalLM
-    model = auto.from_pretrained(path, revision=revision, dtype=dtype).eval()
-    tok = AutoTokenizer.from_pretrained(
-        resolve_model_name_or_path(tokenizer) if tokenizer else path, revision=revision
-    )
+    with hub_errors(path, "base model"):
+        model = auto.from_pretrained(path, revision=revision, dtype=dtype).eval()
+    tokenizer_path = resolve_location(resolve_model_name_or_path(tokenizer), "tokenizer") if tokenizer else path
+    with hub_errors(tokenizer_path, "tokenizer"):
+        tok = AutoTokenizer.from_pretrained(tokenizer_path, revision=revision)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if name == DEFAULT_BASE_MODEL:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .errors import GradiendError
 from .plotting import _color, _figure, _save
 
 
@@ -176,7 +177,7 @@ def plot_topk_venn(
 
     names = list(sets)
     if len(names) not in _VENN_LAYOUTS:
-        raise ValueError(f"A Venn diagram needs two or three sets, got {len(names)}; compare fewer GRADIENDs.")
+        raise GradiendError(f"A Venn diagram needs two or three sets, got {len(names)}; compare fewer GRADIENDs.")
     centers, label_positions = _VENN_LAYOUTS[len(names)]
     regions = venn_regions(sets)
     sizes = [len(_index_set(sets[name])) for name in names]

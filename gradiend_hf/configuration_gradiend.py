@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from transformers import PretrainedConfig
 
+from .errors import GradiendError
+
 
 GRADIENT_KINDS = ("factual", "alternative", "diff")
 OBJECTIVES = ("masked_lm", "causal_lm")
@@ -123,27 +125,27 @@ class GradiendConfig(PretrainedConfig):
         param_names = list(param_names or [])
         param_shapes = [list(int(s) for s in shape) for shape in (param_shapes or [])]
         if len(param_names) != len(param_shapes):
-            raise ValueError(
+            raise GradiendError(
                 f"`param_names` has {len(param_names)} entries but `param_shapes` has {len(param_shapes)}; "
                 "give one shape per parameter name."
             )
         if len(set(param_names)) != len(param_names):
-            raise ValueError("`param_names` contains duplicates; every base parameter may be selected only once.")
+            raise GradiendError("`param_names` contains duplicates; every base parameter may be selected only once.")
         if latent_dim < 1:
-            raise ValueError(f"`latent_dim` must be at least 1, got {latent_dim}.")
+            raise GradiendError(f"`latent_dim` must be at least 1, got {latent_dim}.")
         for name, value in (("activation_encoder", activation_encoder), ("activation_decoder", activation_decoder)):
             if value not in ACTIVATIONS:
-                raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(ACTIVATIONS)}.")
+                raise GradiendError(f"Unknown {name} {value!r}; choose one of {', '.join(ACTIVATIONS)}.")
         for name, value in (("source", source), ("target", target)):
             if value not in GRADIENT_KINDS:
-                raise ValueError(f"Unknown {name} gradient {value!r}; choose one of {', '.join(GRADIENT_KINDS)}.")
+                raise GradiendError(f"Unknown {name} gradient {value!r}; choose one of {', '.join(GRADIENT_KINDS)}.")
         if objective is not None and objective not in OBJECTIVES:
-            raise ValueError(f"Unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}.")
+            raise GradiendError(f"Unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}.")
         feature_classes = list(feature_classes) if feature_classes else None
         if feature_classes is not None and (len(feature_classes) != 2 or feature_classes[0] == feature_classes[1]):
-            raise ValueError(f"`feature_classes` must name two different classes, got {feature_classes}.")
+            raise GradiendError(f"`feature_classes` must name two different classes, got {feature_classes}.")
         if positive_class is not None and feature_classes is not None and positive_class not in feature_classes:
-            raise ValueError(
+            raise GradiendError(
                 f"`positive_class` {positive_class!r} is not one of the feature classes {feature_classes}."
             )
 
@@ -153,7 +155,7 @@ class GradiendConfig(PretrainedConfig):
         self.param_shapes = param_shapes
         fingerprint = parameter_fingerprint(param_names, param_shapes)
         if param_fingerprint is not None and param_fingerprint != fingerprint:
-            raise ValueError(
+            raise GradiendError(
                 "The stored parameter fingerprint does not match the parameter names and shapes of this config; "
                 "the config file was edited or is corrupt. Re-save the GRADIEND from a model that loads."
             )
@@ -175,20 +177,22 @@ class GradiendConfig(PretrainedConfig):
     def _set_pruning(self, kept_counts, unpruned_names, unpruned_shapes, pruning) -> None:
         if kept_counts is None:
             if unpruned_names is not None or unpruned_shapes is not None:
-                raise ValueError("`unpruned_param_names`/`unpruned_param_shapes` are only valid with `kept_counts`.")
+                raise GradiendError(
+                    "`unpruned_param_names`/`unpruned_param_shapes` are only valid with `kept_counts`."
+                )
             self.kept_counts = self.unpruned_param_names = self.unpruned_param_shapes = self.pruning = None
             self.pruned = False
             return
         kept_counts = [int(c) for c in kept_counts]
         if len(kept_counts) != len(self.param_names):
-            raise ValueError(
+            raise GradiendError(
                 f"`kept_counts` has {len(kept_counts)} entries but `param_names` has {len(self.param_names)}; give "
                 "one count per covered parameter."
             )
         for name, shape, count in zip(self.param_names, self.param_shapes, kept_counts):
             numel = _numel(shape)
             if not 1 <= count <= numel:
-                raise ValueError(
+                raise GradiendError(
                     f"`kept_counts` gives {count} kept entries for {name!r}, which has {numel}; a covered parameter "
                     "keeps between 1 and all of its entries (drop a parameter with none from `param_names`)."
                 )
@@ -198,18 +202,18 @@ class GradiendConfig(PretrainedConfig):
             for shape in (unpruned_shapes if unpruned_shapes is not None else self.param_shapes)
         ]
         if len(unpruned_names) != len(unpruned_shapes):
-            raise ValueError("`unpruned_param_names` and `unpruned_param_shapes` must have the same length.")
+            raise GradiendError("`unpruned_param_names` and `unpruned_param_shapes` must have the same length.")
         lookup = dict(zip(unpruned_names, unpruned_shapes))
         order = {name: i for i, name in enumerate(unpruned_names)}
         for name, shape in zip(self.param_names, self.param_shapes):
             if lookup.get(name) != shape:
-                raise ValueError(
+                raise GradiendError(
                     f"Covered parameter {name!r} {shape} is not part of the unpruned selection with that shape; the "
                     "config was edited or is corrupt. Re-prune the GRADIEND from a model that loads."
                 )
         positions = [order[name] for name in self.param_names]
         if positions != sorted(positions):
-            raise ValueError("`param_names` of a pruned GRADIEND must keep the order of `unpruned_param_names`.")
+            raise GradiendError("`param_names` of a pruned GRADIEND must keep the order of `unpruned_param_names`.")
         self.kept_counts = kept_counts
         self.unpruned_param_names = unpruned_names
         self.unpruned_param_shapes = unpruned_shapes

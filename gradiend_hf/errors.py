@@ -26,6 +26,10 @@ class GradiendLoadError(GradiendError, OSError):
     tensors do not match its config. An `OSError` too, like `from_pretrained`'s own errors for missing files."""
 
 
+class GradiendFileNotFoundError(GradiendLoadError, FileNotFoundError):
+    """A file or folder the user named does not exist."""
+
+
 class NonFiniteError(GradiendError):
     """A number is `nan` or infinite where it would produce a broken model (a learning rate, a feature factor, a
     loss, GRADIEND weights, or the weights or logits of a rewritten model)."""

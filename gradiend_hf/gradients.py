@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp
 
+from .errors import GradiendError
 from .objectives import Objective, ObjectiveBatch
 from .params import get_parameters, requires_grad_only
 
@@ -34,7 +35,7 @@ def _kind_loss(kind: str, factual: torch.Tensor, alternative: torch.Tensor) -> t
         return alternative
     if kind == "diff":
         return factual - alternative
-    raise ValueError(f"Unknown gradient kind {kind!r}; choose 'factual', 'alternative' or 'diff'.")
+    raise GradiendError(f"Unknown gradient kind {kind!r}; choose 'factual', 'alternative' or 'diff'.")
 
 
 def group_gradients(

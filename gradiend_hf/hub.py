@@ -26,12 +26,26 @@ from collections.abc import Mapping, Sequence
 import jinja2
 from huggingface_hub import HfApi, SpaceCard, SpaceCardData, hf_hub_download
 
+from .errors import GradiendError, GradiendFileNotFoundError, GradiendLoadError
+from .io import (
+    KIND_ADAPTER,
+    KIND_GRADIEND,
+    KIND_SPACE,
+    KIND_STEERING,
+    atomic_folder,
+    atomic_write_text,
+    check_complete,
+    folder_kind,
+)
+from .locations import check_gradiend_folder
 from .model_card import build_gradiend_card, hub_id, py_str, write_gradiend_card
 
 
 KINDS = ("gradiend", "rewrite", "adapter")
 WEIGHT_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model*.bin.index.json"]
 HIDDEN_PATTERNS = [".*", "*/.*"]
+# Never uploaded: unpickling runs code, and every artefact of gradiend-hf is safetensors and JSON.
+PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt"]
 SPACE_FILES = {
     "README.md": "space_README.md.j2",
     "app.py": "space_app.py.j2",
@@ -56,7 +70,8 @@ def upload_folder(
 ):
     """Creates the repo (if needed) and the branch `revision` (if needed) and uploads `folder` in one commit.
 
-    Hidden files and folders (staging folders of an interrupted save, `.git`) are never uploaded.
+    Hidden files and folders (staging folders of an interrupted save, `.git`) and pickles (`*.bin`, `*.pt`, …) are
+    never uploaded.
 
     Returns:
         `huggingface_hub.CommitInfo`: the commit (a `str` subclass holding its URL; `.oid` is its sha).
@@ -81,7 +96,7 @@ def upload_folder(
         commit_message=commit_message,
         commit_description=commit_description,
         create_pr=create_pr,
-        ignore_patterns=HIDDEN_PATTERNS,
+        ignore_patterns=HIDDEN_PATTERNS + PICKLE_PATTERNS,
         delete_patterns=list(delete_patterns) if delete_patterns else None,
     )
 
@@ -99,10 +114,7 @@ def retarget_card(folder: str, local_names: Sequence[str], repo_id: str) -> None
         updated = updated.replace(f'"{name}"', f'"{repo_id}"')
         updated = updated.replace(f"app {name}`", f"app {repo_id}`")
     if updated != text:
-        staging = path + ".tmp"
-        with open(staging, "w", encoding="utf-8") as file:
-            file.write(updated)
-        os.replace(staging, path)  # replaces a hard link to the user's file, never the user's file itself
+        atomic_write_text(path, updated)  # replaces a hard link to the user's file, never the user's file itself
 
 
 def _local_names(path: str) -> list[str]:
@@ -267,24 +279,23 @@ def detect_kind(folder: str | os.PathLike) -> str:
     other config.json).
 
     Raises:
-        FileNotFoundError: when the folder holds none of these.
+        [`GradiendLoadError`]: when the folder does not exist or holds none of these.
     """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
-        raise FileNotFoundError(
+        raise GradiendFileNotFoundError(
             f"{folder!r} is not a folder; pass the folder a GRADIEND, model or adapter was saved to."
         )
-    if os.path.isfile(os.path.join(folder, "adapter_config.json")):
+    check_complete(folder)
+    kind = folder_kind(folder)
+    if kind in (KIND_ADAPTER, KIND_STEERING):
         return "adapter"
-    config_path = os.path.join(folder, "config.json")
-    if not os.path.isfile(config_path):
-        raise FileNotFoundError(
+    if kind is None:
+        raise GradiendLoadError(
             f"{folder!r} holds neither config.json (a GRADIEND or a rewritten model) nor adapter_config.json (a PEFT "
             "adapter)."
         )
-    with open(config_path, encoding="utf-8") as file:
-        model_type = json.load(file).get("model_type")
-    return "gradiend" if model_type == "gradiend" else "rewrite"
+    return "gradiend" if kind == KIND_GRADIEND else "rewrite"
 
 
 def push_folder(
@@ -317,11 +328,16 @@ def push_folder(
     folder = os.fspath(folder)
     found = detect_kind(folder)
     if kind is not None and kind not in KINDS:
-        raise ValueError(f"Unknown kind {kind!r}; choose one of {', '.join(KINDS)}.")
+        raise GradiendError(f"Unknown kind {kind!r}; choose one of {', '.join(KINDS)}.")
     if kind is not None and kind != found:
-        raise ValueError(f"{folder!r} holds a {found}, not a {kind}; pass `--kind {found}` or another folder.")
-    if found == "gradiend" and not any(name.endswith(".safetensors") for name in os.listdir(folder)):
-        raise FileNotFoundError(f"{folder!r} has a GRADIEND config but no weights (*.safetensors).")
+        raise GradiendError(f"{folder!r} holds a {found}, not a {kind}; pass `--kind {found}` or another folder.")
+    if found == "gradiend":
+        check_gradiend_folder(folder)
+    elif not any(name.endswith(".safetensors") for name in os.listdir(folder)):
+        raise GradiendLoadError(
+            f"{folder!r} has no safetensors weights; pickled weights (*.bin) are never uploaded. Save the model with "
+            "`save_pretrained` (safetensors) first."
+        )
     messages = {
         "gradiend": "Upload GRADIEND",
         "rewrite": "Upload model rewritten with GRADIEND",
@@ -396,7 +412,7 @@ def render_space(
     from . import __version__
 
     if not hub_id(gradiend_id):
-        raise ValueError(f"A Space loads its GRADIEND from the Hub; {gradiend_id!r} is not a Hub repo id.")
+        raise GradiendError(f"A Space loads its GRADIEND from the Hub; {gradiend_id!r} is not a Hub repo id.")
     title = title or f"GRADIEND demo: {gradiend_id.split('/')[-1]}"
     models = [gradiend_id] + ([base_model_id] if base_model_id and hub_id(base_model_id) else [])
     card_data = SpaceCardData(
@@ -429,12 +445,11 @@ def render_space(
         "app.py": templates.get_template(SPACE_FILES["app.py"]).render(**values),
         "requirements.txt": templates.get_template(SPACE_FILES["requirements.txt"]).render(**values),
     }
-    os.makedirs(folder, exist_ok=True)
     for name, content in files.items():
-        content = content.rstrip("\n") + "\n"
-        files[name] = content
-        with open(os.path.join(folder, name), "w", encoding="utf-8") as file:
-            file.write(content)
+        files[name] = content.rstrip("\n") + "\n"
+    with atomic_folder(folder, KIND_SPACE, update=True) as staging:
+        for name, content in files.items():
+            atomic_write_text(os.path.join(staging, name), content)
     return files
 
 

@@ -52,6 +52,7 @@ KIND_ADAPTER = "peft-adapter"
 KIND_STEERING = "steering"
 KIND_MODEL = "model"  # a model folder gradiend-hf did not write (e.g. a base model); never written by us
 KIND_DEFAULT_MODEL = "default-model"
+KIND_SPACE = "space"
 
 _DESCRIPTIONS = {
     KIND_GRADIEND: "a GRADIEND",
@@ -60,6 +61,7 @@ _DESCRIPTIONS = {
     KIND_STEERING: "steering adapters",
     KIND_MODEL: "a model that gradiend-hf did not write (e.g. a base model)",
     KIND_DEFAULT_MODEL: "the converted default model",
+    KIND_SPACE: "a Gradio Space",
 }
 
 _WEIGHTS = r"(model|pytorch_model)(-\d{5}-of-\d{5})?\.(safetensors|bin)(\.index\.json)?"
@@ -91,6 +93,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if path.is_dir():
         raise GradiendSaveError(f"Cannot write the file {str(path)!r}: it is a folder.")
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob_escape(path.name)}{_TMP_TAG}*"):
+        if stale.is_file():  # what a write of this file killed halfway left behind
+            with contextlib.suppress(OSError):
+                os.remove(stale)
     temporary = path.parent / f".{path.name}{_TMP_TAG}{secrets.token_hex(4)}{path.suffix}"
     try:
         yield temporary
@@ -134,9 +140,9 @@ def _create(path: Path) -> int:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def read_manifest(folder: str | os.PathLike) -> dict | None:
-    """The manifest gradiend-hf wrote into `folder`, or `None`."""
-    path = Path(folder) / MANIFEST_NAME
+def read_manifest(folder: str | os.PathLike, name: str = MANIFEST_NAME) -> dict | None:
+    """The manifest gradiend-hf wrote into `folder` (a `{"kind", "files"}` JSON file), or `None`."""
+    path = Path(folder) / name
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -270,6 +276,16 @@ def atomic_folder(
         os.close(lock)
 
 
+def copy_folder(source: str | os.PathLike, target: str | os.PathLike, kind: str) -> Path:
+    """Copies the folder `source` to `target` atomically (files are hard-linked where the file system allows: every
+    writer replaces files, never edits them in place, so the copies stay independent)."""
+    source = Path(source)
+    with atomic_folder(target, kind, overwrite=True) as staging:
+        for rel in _files(source, skip=(MANIFEST_NAME, INCOMPLETE_NAME, STAGING_MARKER)):
+            _link(source / rel, staging / rel)
+    return Path(target)
+
+
 def clean_leftovers(target: str | os.PathLike) -> None:
     """Removes what interrupted saves of `target` left behind (never a file of the user's)."""
     target = Path(target)
@@ -283,9 +299,12 @@ def clean_leftovers(target: str | os.PathLike) -> None:
             elif target.is_dir():
                 _retire(leftover, target)  # the previous content, swapped out but not yet cleaned up
     if target.is_dir():
-        for leftover in target.glob(f"{_TMP_TAG}*"):
+        for leftover in target.glob(f"*{_TMP_TAG}*"):
             if leftover.is_dir() and (leftover / STAGING_MARKER).exists() and not _in_use(leftover):
                 shutil.rmtree(leftover, ignore_errors=True)
+            elif leftover.is_file():  # a single-file write inside the folder that was killed halfway
+                with contextlib.suppress(OSError):
+                    os.remove(leftover)
         with contextlib.suppress(FileNotFoundError):
             os.remove(target / STAGING_MARKER)
 
@@ -378,7 +397,7 @@ def _carry(source: Path, staging: Path, update: bool) -> None:
     for rel in _files(source, skip=(MANIFEST_NAME, INCOMPLETE_NAME, STAGING_MARKER)):
         if rel in owned or (staging / rel).exists() or (staging / rel).is_symlink():
             continue
-        if rel.split("/")[0].startswith(_TMP_TAG):
+        if _TMP_TAG in rel.split("/")[0]:
             continue
         _link(source / rel, staging / rel)
 
@@ -396,13 +415,14 @@ def _link(source: Path, destination: Path) -> None:
 
 def _owned(folder: Path) -> set[str]:
     """The files of `folder` that an earlier save of gradiend-hf wrote (from its manifest, else by name)."""
+    # An in-place save that was interrupted moved in some of the files its marker lists: they are ours too.
+    interrupted = read_manifest(folder, INCOMPLETE_NAME) or {"files": []}
     manifest = read_manifest(folder)
     if manifest is not None:
-        return {str(name) for name in manifest["files"]}
+        return {str(name) for name in manifest["files"] + interrupted["files"]}
     pattern = _LEGACY_OWNED.get(folder_kind(folder) or "")
-    if pattern is None:
-        return set()
-    return {rel for rel in _files(folder) if pattern.fullmatch(rel)}
+    legacy = {rel for rel in _files(folder) if pattern.fullmatch(rel)} if pattern is not None else set()
+    return legacy | {str(name) for name in interrupted["files"]}
 
 
 def _retire(old: Path, target: Path) -> None:
@@ -463,8 +483,8 @@ def _commit_in_place(staging: Path, target: Path, update: bool) -> None:
     """Moves the staged files into `target` one by one behind the incomplete-marker (see the module docstring)."""
     target.mkdir(parents=True, exist_ok=True)
     owned = set() if update else _owned(target)
-    atomic_write_text(target / INCOMPLETE_NAME, json.dumps({"staging": staging.name}))
     written = _files(staging, skip=(STAGING_MARKER,))
+    atomic_write_text(target / INCOMPLETE_NAME, json.dumps({"staging": staging.name, "files": written}))
     last = ("config.json", "adapter_config.json", "gradiend_steering.json", MANIFEST_NAME)
     for rel in sorted(written, key=lambda name: (name in last, last.index(name) if name in last else 0, name)):
         (target / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,8 @@ from huggingface_hub import CardData, ModelCard
 from huggingface_hub.utils import HFValidationError, validate_repo_id, yaml_dump
 
 from .default_model import DEFAULT_BASE_MODEL
+from .errors import GradiendError, GradiendFileNotFoundError
+from .io import KIND_GRADIEND, atomic_folder
 
 
 logger = logging.getLogger(__name__)
@@ -710,46 +711,46 @@ def write_gradiend_card(
         `huggingface_hub.ModelCard`: the card that was written.
     """
     save_directory = os.fspath(save_directory)
-    if os.path.isfile(save_directory):
-        raise ValueError(f"Cannot write a model card into {save_directory!r}: it is a file, not a folder.")
-    os.makedirs(save_directory, exist_ok=True)
-    names = [_place_figure(path, save_directory) for path in figures or []]
     record_card_facts(gradiend.config, encoder_report, decoder_report)
-    _update_saved_config(gradiend.config, save_directory)
-    card = build_gradiend_card(
-        gradiend.config,
-        model_id=save_directory,
-        encoder_report=encoder_report,
-        decoder_report=decoder_report,
-        figures=names,
-        dataset_name=dataset_name,
-        dataset_sizes=dataset_sizes,
-        training_args=training_args,
-        dtype=str(gradiend.dtype).replace("torch.", ""),
-    )
-    card.save(os.path.join(save_directory, "README.md"))
+    # One atomic update of the folder: the card, the figures and the config with the recorded facts appear together,
+    # and every other file of the save (the weights) is kept as it is.
+    with atomic_folder(save_directory, KIND_GRADIEND, update=True) as staging:
+        names = [_place_figure(path, save_directory, staging) for path in figures or []]
+        _update_saved_config(gradiend.config, save_directory, staging)
+        card = build_gradiend_card(
+            gradiend.config,
+            model_id=save_directory,
+            encoder_report=encoder_report,
+            decoder_report=decoder_report,
+            figures=names,
+            dataset_name=dataset_name,
+            dataset_sizes=dataset_sizes,
+            training_args=training_args,
+            dtype=str(gradiend.dtype).replace("torch.", ""),
+        )
+        card.save(os.path.join(staging, "README.md"))
     return card
 
 
-def _place_figure(path: str | os.PathLike, save_directory: str) -> str:
-    """The figure's name inside `save_directory`, copying it in when it lies elsewhere."""
+def _place_figure(path: str | os.PathLike, save_directory: str, staging: str | os.PathLike) -> str:
+    """The figure's name inside `save_directory`, copying it into `staging` when it lies elsewhere."""
     path = os.fspath(path)
     if not path.lower().endswith(".png"):
-        raise ValueError(f"Figures must be PNG files, got {path!r}.")
+        raise GradiendError(f"Figures must be PNG files, got {path!r}.")
     inside = os.path.join(save_directory, path)
     if not os.path.isabs(path) and os.path.isfile(inside):
         return path.replace(os.sep, "/")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"The figure {path!r} exists neither in {save_directory!r} nor as a path.")
+        raise GradiendFileNotFoundError(f"The figure {path!r} exists neither in {save_directory!r} nor as a path.")
     name = os.path.basename(path)
     target = os.path.join(save_directory, name)
     if not os.path.exists(target) or not os.path.samefile(path, target):
-        shutil.copyfile(path, target)
+        shutil.copyfile(path, os.path.join(staging, name))
     return name
 
 
-def _update_saved_config(config, save_directory: str) -> None:
-    """Rewrites `save_directory/config.json` with `config` when it is the same GRADIEND (same parameter set)."""
+def _update_saved_config(config, save_directory: str, staging: str | os.PathLike) -> None:
+    """Writes `config` into `staging` when `save_directory/config.json` is the same GRADIEND (same parameters)."""
     path = os.path.join(save_directory, "config.json")
     if not os.path.isfile(path):
         return
@@ -761,11 +762,4 @@ def _update_saved_config(config, save_directory: str) -> None:
     if saved.get("model_type") != "gradiend" or saved.get("param_fingerprint") != config.param_fingerprint:
         logger.warning("%s holds another model's config; the card facts are not written into it.", path)
         return
-    handle, staging = tempfile.mkstemp(prefix=".config-", suffix=".json", dir=save_directory)
-    os.close(handle)
-    try:
-        config.to_json_file(staging)
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.remove(staging)
+    config.to_json_file(os.path.join(staging, "config.json"))

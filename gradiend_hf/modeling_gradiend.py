@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_gradiend import GradiendConfig
+from .errors import GradiendError, GradiendLoadError, NonFiniteError
+from .io import KIND_GRADIEND, atomic_folder, atomic_write_json
+from .locations import check_gradiend_folder, check_model_type, hub_errors, resolve_location
 from .params import check_parameters_match, parameter_shapes, select_parameters
 
 
@@ -30,6 +32,7 @@ try:  # transformers>=5 skips tensors that were loaded from a checkpoint
 except ImportError:  # pragma: no cover - transformers 4.x
     from torch.nn import init
 
+TRAINING_ARGS_NAME = "training_args.json"
 IMPORTANCE_PARTS = ("decoder-weight", "encoder-weight", "decoder-bias", "decoder-sum")
 UPDATE_PARTS = ("decoder", "decoder-weight", "decoder-bias", "decoder-sum", "encoder-weight")
 
@@ -49,6 +52,22 @@ _ACTIVATIONS = {
 def escape_parameter_name(name: str) -> str:
     """Turns a base parameter name into a `ParameterDict` key (keys may not contain dots)."""
     return name.replace(".", "__")
+
+
+def _mismatched_shapes(model_class, folder: str) -> list[str]:
+    """`"key: file (a, b), config (c, d)"` for every tensor of a local checkpoint whose shape the config does not give."""
+    config = GradiendConfig.from_pretrained(folder)
+    with torch.device("meta"):
+        expected = {key: tuple(value.shape) for key, value in model_class(config).state_dict().items()}
+    found = []
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("model") and name.endswith(".safetensors"):
+            with safe_open(os.path.join(folder, name), framework="pt") as file:
+                for key in file.keys():
+                    shape = tuple(file.get_slice(key).get_shape())
+                    if key in expected and expected[key] != shape:
+                        found.append(f"{key}: file {shape}, config {expected[key]}")
+    return found
 
 
 @dataclass
@@ -199,7 +218,7 @@ class GradiendModel(GradiendPreTrainedModel):
         self.param_shapes = [tuple(shape) for shape in config.param_shapes]
         self.param_keys = [escape_parameter_name(name) for name in self.param_names]
         if len(set(self.param_keys)) != len(self.param_keys):
-            raise ValueError("Two selected parameter names escape to the same key; rename them or select fewer.")
+            raise GradiendError("Two selected parameter names escape to the same key; rename them or select fewer.")
         numels = [math.prod(shape) for shape in self.param_shapes]
         # A pruned GRADIEND has one input dimension per KEPT entry; updates are still scattered to full shapes.
         counts = list(config.kept_counts) if config.kept_counts is not None else numels
@@ -259,11 +278,78 @@ class GradiendModel(GradiendPreTrainedModel):
         return model
 
     @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, then a check that a pruned GRADIEND's kept positions were loaded."""
-        loaded = super().from_pretrained(*args, **kwargs)
-        (loaded[0] if isinstance(loaded, tuple) else loaded).check_kept_positions()
-        return loaded
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained` for GRADIENDs, refusing anything that is not a whole GRADIEND.
+
+        A folder (or Hub repo) without `config.json`, with another model's config (e.g. the base model's), left by an
+        interrupted save, holding only pickled weights (`pytorch_model.bin`: unpickling can run code), or whose
+        tensors do not match its config (missing, extra or mis-shaped) raises a [`GradiendLoadError`] naming the
+        problem, instead of returning a partly random GRADIEND. Weights are read from safetensors only.
+
+        Args:
+            pretrained_model_name_or_path (`str` or `os.PathLike`): A folder written by [`save_pretrained`] or a Hub
+                id.
+            args, kwargs: As for `PreTrainedModel.from_pretrained` (`revision`, `token`, `dtype`, …).
+                `output_loading_info=True` returns `(model, loading_info)` as there.
+
+        Returns:
+            [`GradiendModel`]
+        """
+        name = resolve_location(pretrained_model_name_or_path, "GRADIEND")
+        if kwargs.get("use_safetensors") is False:
+            raise GradiendLoadError("GRADIENDs load from safetensors only; `use_safetensors=False` is not supported.")
+        kwargs["use_safetensors"] = True
+        want_info = kwargs.pop("output_loading_info", False)
+        hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
+        if os.path.isdir(name):
+            check_gradiend_folder(name)
+        else:
+            with hub_errors(name, "GRADIEND"):
+                config_dict, _ = GradiendConfig.get_config_dict(name, **hub_kwargs)
+            check_model_type(config_dict.get("model_type"), name)
+        with hub_errors(name, "GRADIEND"):
+            try:
+                model, info = super().from_pretrained(name, *args, output_loading_info=True, **kwargs)
+            except SafetensorError as error:
+                raise GradiendLoadError(
+                    f"A weights file of the GRADIEND {name!r} is corrupt or truncated ({error}); an interrupted copy "
+                    "or download? Save or download it again."
+                ) from None
+            except RuntimeError as error:
+                if "ignore_mismatched_sizes" not in str(error):
+                    raise
+                shapes = _mismatched_shapes(cls, name) if os.path.isdir(name) else []
+                raise GradiendLoadError(
+                    f"The weights of the GRADIEND {name!r} do not match its config.json (tensors of other shapes"
+                    f"{': ' + '; '.join(shapes[:3]) if shapes else ''}): the checkpoint was edited, or its config and "
+                    "weights come from different saves. Re-save the GRADIEND from a model that loads."
+                ) from None
+            except OSError as error:
+                if "safetensors" in str(error) and not os.path.isdir(name):
+                    raise GradiendLoadError(
+                        f"The GRADIEND {name!r} has no safetensors weights (only pickled ones, which gradiend-hf "
+                        "does not load because unpickling can run code). Re-save it with `save_pretrained`."
+                    ) from error
+                raise
+        missing_kept = sorted(k for k in info.get("missing_keys") or () if str(k).startswith("kept."))
+        if missing_kept:
+            raise GradiendLoadError(
+                f"The kept positions of the pruned GRADIEND {name!r} are missing or corrupt (the checkpoint lacks "
+                f"{missing_kept[0]!r}). Re-save the pruned GRADIEND, or prune the full GRADIEND again."
+            )
+        problems = []
+        for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+            keys = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get(kind) or ())
+            if keys:
+                problems.append(f"{kind.replace('_keys', '')} tensors {keys[:3]}{' …' if len(keys) > 3 else ''}")
+        if problems:
+            raise GradiendLoadError(
+                f"The weights of the GRADIEND {name!r} do not match its config.json ({'; '.join(problems)}): the "
+                "checkpoint is incomplete, edited, or its config and weights come from different saves. Re-save "
+                "the GRADIEND from a model that loads."
+            )
+        model.check_kept_positions()
+        return (model, info) if want_info else model
 
     @torch.no_grad()
     def check_kept_positions(self) -> None:
@@ -274,7 +360,7 @@ class GradiendModel(GradiendPreTrainedModel):
                 continue
             numel = math.prod(shape)
             if kept.numel() and (kept[0] < 0 or kept[-1] >= numel or (kept.numel() > 1 and (kept.diff() <= 0).any())):
-                raise ValueError(
+                raise GradiendError(
                     f"The kept positions of {name!r} are missing or corrupt (they must be increasing flat positions "
                     f"below {numel}); the checkpoint lacks `kept.{escape_parameter_name(name)}` or was edited. "
                     "Re-save the pruned GRADIEND, or prune the full GRADIEND again."
@@ -297,7 +383,9 @@ class GradiendModel(GradiendPreTrainedModel):
             return grad.reshape(1, -1)
         if tuple(grad.shape[1:]) == shape:
             return grad.reshape(grad.shape[0], -1)
-        raise ValueError(f"Gradient of {name!r} has shape {tuple(grad.shape)}; expected {shape} or (batch, *{shape}).")
+        raise GradiendError(
+            f"Gradient of {name!r} has shape {tuple(grad.shape)}; expected {shape} or (batch, *{shape})."
+        )
 
     def encode(self, gradients: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Encodes gradients into feature values.
@@ -383,7 +471,7 @@ class GradiendModel(GradiendPreTrainedModel):
         if h.dim() == 0:
             h = h.reshape(1)
         if h.shape[-1] != self.config.latent_dim:
-            raise ValueError(
+            raise GradiendError(
                 f"Expected {self.config.latent_dim} feature value(s) per example, got shape {tuple(h.shape)}."
             )
         batched = h.dim() == 2
@@ -470,7 +558,7 @@ class GradiendModel(GradiendPreTrainedModel):
         Same arguments as [`update`].
         """
         if part not in UPDATE_PARTS:
-            raise ValueError(f"Unknown update part {part!r}; choose one of {', '.join(UPDATE_PARTS)}.")
+            raise GradiendError(f"Unknown update part {part!r}; choose one of {', '.join(UPDATE_PARTS)}.")
         h = self._as_latent(feature_factor)[0] if part == "decoder" else None
         for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
             value = self._decode_one(key, h)[0] if part == "decoder" else self._static_part(part, key)
@@ -511,7 +599,7 @@ class GradiendModel(GradiendPreTrainedModel):
         entries, in the order of [`kept_positions`]; all entries, flat, when unpruned). See [`get_weight_importance`].
         """
         if part not in IMPORTANCE_PARTS:
-            raise ValueError(f"Unknown importance part {part!r}; choose one of {', '.join(IMPORTANCE_PARTS)}.")
+            raise GradiendError(f"Unknown importance part {part!r}; choose one of {', '.join(IMPORTANCE_PARTS)}.")
         for name, key in zip(self.param_names, self.param_keys):
             if part == "decoder-weight":
                 value = self.decoder.weight[key].abs().sum(1)
@@ -537,7 +625,7 @@ class GradiendModel(GradiendPreTrainedModel):
             the selection it was pruned from) and `importance`.
         """
         if k < 1:
-            raise ValueError(f"`k` must be at least 1, got {k}.")
+            raise GradiendError(f"`k` must be at least 1, got {k}.")
         # Per-parameter candidates, then one merge: never a flat vector of all n entries. A pruned GRADIEND ranks
         # only its kept entries, mapped back to base-parameter positions, so indices match the unpruned GRADIEND's.
         candidates_values, candidates_param, candidates_local = [], [], []
@@ -627,40 +715,60 @@ class GradiendModel(GradiendPreTrainedModel):
 
     # ------------------------------------------------------------------ saving
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, max_shard_size: str | int = "5GB", **kwargs):
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *args,
+        max_shard_size: str | int = "5GB",
+        overwrite: bool = False,
+        json_files: Mapping[str, Any] | None = None,
+        **kwargs,
+    ):
         """Saves config.json, sharded safetensors (see `PreTrainedModel.save_pretrained`) and a model card
         (README.md, from the config alone; see [`gradiend_hf.model_card.write_gradiend_card`] for the full card),
         atomically.
 
-        The files are first written to a temporary folder beside the target and then moved into place with the
-        config last, so an interrupted save never leaves a half-written model that loads, and never loses the
-        files of a model saved there before until the new ones are complete. `max_shard_size` defaults to 5GB
-        (Hub-friendly; transformers 5 defaults to 50GB).
+        The folder is written through [`gradiend_hf.io.atomic_folder`]: a crash at any moment leaves the previous
+        save or this one, whole; files of an earlier save that this one does not write (a shard) are removed, and any
+        other file in the folder is kept. `max_shard_size` defaults to 5GB (Hub-friendly; transformers 5 defaults to
+        50GB).
+
+        Args:
+            save_directory (`str` or `os.PathLike`): The folder.
+            max_shard_size (`str` or `int`, *optional*, defaults to `"5GB"`): Largest weight file.
+            overwrite (`bool`, *optional*, defaults to `False`): Replace another kind of model saved in the folder
+                (e.g. a base model or a rewritten model), which is refused otherwise.
+            json_files (`Mapping[str, Any]`, *optional*): Further JSON files written in the same atomic save, file
+                name → value (the [`GradiendTrainer`] writes its arguments as `training_args.json`, never a pickle).
+            args, kwargs: As for `PreTrainedModel.save_pretrained`.
+
+        Raises:
+            [`GradiendSaveError`]: the folder is a file, not writable, or holds another kind of model.
+            [`NonFiniteError`]: a weight is `nan` or infinite (a broken GRADIEND is never saved).
         """
         if kwargs.get("is_main_process") is False:
             return None
         if kwargs.get("push_to_hub"):
             return super().save_pretrained(save_directory, *args, max_shard_size=max_shard_size, **kwargs)
-        save_directory = os.fspath(save_directory)
-        if os.path.isfile(save_directory):
-            raise ValueError(f"Cannot save a GRADIEND to {save_directory!r}: it is a file, not a folder.")
-        os.makedirs(save_directory, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".gradiend-save-", dir=save_directory)
-        try:
+        self.check_finite()
+        with atomic_folder(save_directory, KIND_GRADIEND, overwrite=overwrite) as staging:
             super().save_pretrained(staging, *args, max_shard_size=max_shard_size, **kwargs)
-            self.create_model_card(model_id=save_directory).save(os.path.join(staging, "README.md"))
-            written = sorted(os.listdir(staging), key=lambda f: (f == "config.json", f))
-            for name in written[:-1] if written and written[-1] == "config.json" else written:
-                os.replace(os.path.join(staging, name), os.path.join(save_directory, name))
-            # Weight shards of an earlier save that the new one did not overwrite would be read with the new index.
-            for old in os.listdir(save_directory):
-                is_weights = old.startswith("model") and (old.endswith(".safetensors") or old.endswith(".index.json"))
-                if is_weights and old not in written:
-                    os.remove(os.path.join(save_directory, old))
-            if "config.json" in written:
-                os.replace(os.path.join(staging, "config.json"), os.path.join(save_directory, "config.json"))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            target = os.path.realpath(os.fspath(save_directory))
+            self.create_model_card(model_id=os.fspath(save_directory)).save(os.path.join(staging, "README.md"))
+            for name, value in (json_files or {}).items():
+                atomic_write_json(os.path.join(staging, name), value, sort_keys=True)
+        return target
+
+    @torch.no_grad()
+    def check_finite(self, step: int | None = None) -> None:
+        """Raises a [`NonFiniteError`] naming the first tensor with a `nan` or infinite entry."""
+        for name, tensor in self.state_dict().items():
+            if tensor.is_floating_point() and not tensor.is_meta and not bool(torch.isfinite(tensor).all()):
+                when = f" after step {step}" if step is not None else ""
+                raise NonFiniteError(
+                    f"The GRADIEND's {name} has nan or infinite entries{when}: training diverged (a learning rate "
+                    "too large, or non-finite gradients). Lower the learning rate and train again."
+                )
 
     def create_model_card(self, model_id: str | os.PathLike | None = None, **kwargs: Any):
         """Renders this GRADIEND's model card (see [`gradiend_hf.model_card.build_gradiend_card`]).

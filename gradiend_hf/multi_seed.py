@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import json
 import math
 import os
 import shutil
@@ -29,6 +28,8 @@ from typing import Any
 from transformers import set_seed
 from transformers.utils import logging
 
+from .errors import GradiendError
+from .io import atomic_write_json
 from .modeling_gradiend import GradiendModel
 from .trainer import GradiendTrainer
 from .trainer_callbacks import BEST_DIR, GradiendNotConvergedError
@@ -117,7 +118,7 @@ def select_seed(runs: Sequence[SeedRun | Mapping[str, Any]]) -> int:
     """
     runs = [run if isinstance(run, SeedRun) else SeedRun(**_run_fields(run)) for run in runs]
     if not runs:
-        raise ValueError("No seed was trained, so there is no run to select; pass at least one seed.")
+        raise GradiendError("No seed was trained, so there is no run to select; pass at least one seed.")
     pool = [run for run in runs if run.converged] or runs
     return min(pool, key=lambda run: (-run.score, run.seed)).seed
 
@@ -206,12 +207,12 @@ def train_multi_seed(
     ```
     """
     if keep not in KEEP_POLICIES:
-        raise ValueError(f"Unknown `keep` policy {keep!r}; choose one of {', '.join(KEEP_POLICIES)}.")
+        raise GradiendError(f"Unknown `keep` policy {keep!r}; choose one of {', '.join(KEEP_POLICIES)}.")
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"`seeds` must be a non-empty list of distinct seeds, got {seeds}.")
+        raise GradiendError(f"`seeds` must be a non-empty list of distinct seeds, got {seeds}.")
     if not 1 <= min_convergent <= len(seeds):
-        raise ValueError(f"`min_convergent` must lie between 1 and the number of seeds ({len(seeds)}).")
+        raise GradiendError(f"`min_convergent` must lie between 1 and the number of seeds ({len(seeds)}).")
     output_dir = os.path.abspath(os.fspath(output_dir if output_dir is not None else args.output_dir))
 
     runs: list[SeedRun] = []
@@ -310,7 +311,4 @@ def _write_report(output_dir, runs, selected, stability, seeds, min_convergent, 
         ],
         "topk_stability": stability,
     }
-    path = os.path.join(output_dir, REPORT_NAME)
-    with open(path + ".tmp", "w") as handle:
-        json.dump(report, handle, indent=2)
-    os.replace(path + ".tmp", path)
+    atomic_write_json(os.path.join(output_dir, REPORT_NAME), report)

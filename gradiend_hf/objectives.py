@@ -389,27 +389,35 @@ class CausalLMObjective(Objective):
         return sequences, positions, fac_ids, alt_ids
 
 
-def get_objective(name_or_model: str | nn.Module, tokenizer, max_length: int | None = None) -> Objective:
-    """Returns the objective for `"masked_lm"`, `"causal_lm"` or a model (detected, with `max_length` capped by the
-    model's position embeddings)."""
-    if isinstance(name_or_model, str):
-        name = name_or_model
-    else:
-        name = detect_objective(name_or_model)
-        config = getattr(name_or_model, "config", None)
-        positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-        if positions and max_length is None:
-            model_max = getattr(tokenizer, "model_max_length", None) or 512
-            # RoBERTa reserves padding_idx + 1 positions before the first token.
-            reserved = (
-                (getattr(config, "pad_token_id", 0) or 0) + 1 if config.model_type in ("roberta", "xlm-roberta") else 0
-            )
-            max_length = min(int(model_max), 512, int(positions) - reserved)
+def get_objective(
+    name_or_model: str | nn.Module, tokenizer, max_length: int | None = None, model: nn.Module | None = None
+) -> Objective:
+    """Returns the objective for `"masked_lm"`, `"causal_lm"` or a model (detected).
+
+    `max_length` defaults to what the model's position embeddings allow (of `name_or_model` or `model`), so a long
+    text is windowed (masked LM) or keeps its end (causal LM) instead of crashing the model.
+    """
+    model = model if model is not None else (None if isinstance(name_or_model, str) else name_or_model)
+    name = name_or_model if isinstance(name_or_model, str) else detect_objective(name_or_model)
+    if max_length is None and model is not None:
+        max_length = max_input_length(model, tokenizer)
     if name == "masked_lm":
         return MaskedLMObjective(tokenizer, max_length)
     if name == "causal_lm":
         return CausalLMObjective(tokenizer, max_length)
     raise ObjectiveError(f"Unknown objective {name!r}; choose 'masked_lm' or 'causal_lm'.")
+
+
+def max_input_length(model: nn.Module, tokenizer) -> int | None:
+    """The most tokens one row may have for `model`: its position embeddings, the tokenizer's limit, and 512."""
+    config = getattr(model, "config", None)
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not positions:
+        return None
+    model_max = getattr(tokenizer, "model_max_length", None) or 512
+    # RoBERTa reserves padding_idx + 1 positions before the first token.
+    reserved = (getattr(config, "pad_token_id", 0) or 0) + 1 if config.model_type in ("roberta", "xlm-roberta") else 0
+    return min(int(model_max), 512, int(positions) - reserved)
 
 
 def is_single_token(tokenizer, word: str, objective: str = "causal_lm", context: str = "The word") -> bool:

@@ -11,6 +11,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .errors import GradiendError
+from .io import atomic_path
+
 
 _CLASS_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 _NEUTRAL_COLOR = "#7f7f7f"
@@ -31,10 +34,9 @@ def _figure(nrows: int, ncols: int, figsize: tuple[float, float]):
 
 def _save(figure, save_path: str | os.PathLike | None) -> None:
     if save_path is not None:
-        directory = os.path.dirname(os.fspath(save_path))
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        figure.savefig(save_path, dpi=150)
+        with atomic_path(save_path) as temporary:
+            # The temporary name keeps the suffix, but say the format: matplotlib must not guess it.
+            figure.savefig(temporary, dpi=150, format=os.path.splitext(os.fspath(save_path))[1][1:] or "png")
 
 
 def _color(index: int) -> str:
@@ -80,7 +82,7 @@ def plot_training_convergence(
     """
     points = [p for p in (_history_point(e) for e in history) if p is not None]
     if not points:
-        raise ValueError(
+        raise GradiendError(
             "The history has no evaluation with a correlation; pass dicts with `step` and `correlation` "
             "(or `trainer.state.log_history` after training with evaluation)."
         )
@@ -162,7 +164,7 @@ def plot_encoder_distributions(encoder_report, save_path: str | os.PathLike | No
         if values.size:
             groups.append((names[kind], values, _NEUTRAL_COLOR))
     if not groups:
-        raise ValueError("The encoder report has no encoded rows to plot.")
+        raise GradiendError("The encoder report has no encoded rows to plot.")
 
     figure, axes = _figure(1, 1, (2.2 * len(groups) + 2.0, 4.6))
     ax = axes[0, 0]

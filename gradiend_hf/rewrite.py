@@ -8,12 +8,75 @@ restores them bit for bit between grid points and at the end.
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
+from .errors import GradiendError, NonFiniteError
 from .params import check_parameters_match
+
+
+PROBE_LENGTH = 8
+
+
+def check_rewrite_numbers(feature_factor, learning_rate) -> None:
+    """Refuses a feature factor or learning rate that is not a finite real number (before anything is rewritten).
+
+    Raises:
+        [`NonFiniteError`]: for `nan` or infinite values; [`GradiendError`] for values that are not numbers.
+    """
+    values = feature_factor.tolist() if isinstance(feature_factor, torch.Tensor) else feature_factor
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    for name, items in (("feature factor", values), ("learning rate", [learning_rate])):
+        for value in items:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise GradiendError(f"The {name} must be a number, got {value!r}.")
+            if not math.isfinite(float(value)):
+                raise NonFiniteError(f"The {name} is {value}; give a finite number.")
+
+
+@torch.no_grad()
+def check_logits_finite(model: nn.Module, what: str = "The rewritten model") -> None:
+    """Runs the model on a short probe input and raises [`NonFiniteError`] when its logits are `nan` or infinite."""
+    config = getattr(model, "config", None)
+    vocab = int(getattr(config, "vocab_size", 0) or 0) or 2
+    device = next(model.parameters()).device
+    ids = (torch.arange(PROBE_LENGTH, device=device) % max(vocab - 1, 1) + 1).unsqueeze(0)
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    finally:
+        model.train(was_training)
+    if not bool(torch.isfinite(logits).all()):
+        raise NonFiniteError(
+            f"{what} produces nan or infinite logits on a probe input: the update is far too large for this model. "
+            "Use a smaller learning rate (the decoder evaluation's grid shows which ones keep the model working)."
+        )
+
+
+@torch.no_grad()
+def check_rewrite_finite(
+    gradiend, base_model: nn.Module, feature_factor, learning_rate, part: str = "decoder"
+) -> None:
+    """Refuses a rewrite whose numbers, new weights or probe logits are not finite, without changing `base_model`
+    (the update is applied in place and reverted exactly)."""
+    check_rewrite_numbers(feature_factor, learning_rate)
+    with RewriteSession(base_model, gradiend) as session:
+        session.apply(feature_factor, learning_rate, part=part)
+        _check_weights_finite(base_model, gradiend.param_names)
+        check_logits_finite(base_model)
+
+
+def _check_weights_finite(model: nn.Module, names: Sequence[str]) -> None:
+    for name in names:
+        if not bool(torch.isfinite(model.get_parameter(name)).all()):
+            raise NonFiniteError(
+                f"The rewrite makes {name} nan or infinite: the update is far too large. Use a smaller learning rate."
+            )
 
 
 @torch.no_grad()
@@ -122,9 +185,27 @@ def rewrite(
 
     Returns:
         `nn.Module`: the rewritten model (`base_model` itself when `inplace=True`).
+
+    Raises:
+        [`NonFiniteError`]: when `feature_factor` or `learning_rate` is not finite, or the rewrite would make a
+        weight or the logits on a probe input `nan` or infinite; `base_model` is then left unchanged.
     """
+    check_rewrite_numbers(feature_factor, learning_rate)
     check_parameters_match(base_model, gradiend.param_names, gradiend.param_shapes)
-    target = base_model if inplace else copy.deepcopy(base_model)
+    if inplace:
+        # Backed up on the CPU so that a refused rewrite leaves the model exactly as it was.
+        session = RewriteSession(base_model, gradiend, offload=True)
+        session.apply(feature_factor, learning_rate, part=part)
+        try:
+            _check_weights_finite(base_model, gradiend.param_names)
+            check_logits_finite(base_model)
+        except NonFiniteError:
+            session.restore()
+            raise
+        return base_model
+    target = copy.deepcopy(base_model)
     for name, delta in gradiend.iter_update(feature_factor, learning_rate, part=part):
         add_update_(target, {name: delta})
+    _check_weights_finite(target, gradiend.param_names)
+    check_logits_finite(target)
     return target

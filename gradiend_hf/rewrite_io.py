@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from .io import KIND_REWRITE, atomic_folder, check_output_folder
 from .model_card import (
     KNOWN_LICENSES,
     fmt,
@@ -22,6 +21,7 @@ from .model_card import (
     render,
 )
 from .objectives import detect_objective
+from .rewrite import check_logits_finite, check_rewrite_numbers
 
 
 logger = logging.getLogger(__name__)
@@ -40,14 +40,15 @@ def save_rewritten(
     learning_rate: float | None = None,
     model_id: str | None = None,
     tags: list[str] | None = None,
+    overwrite: bool = False,
 ) -> str:
     """Saves a rewritten model, its tokenizer and a model card (README.md) into `save_directory`.
 
     `model` must already be rewritten (e.g. `gradiend.rewrite(base, ff, lr)`); this function does not change it.
     The card names the base model, the GRADIEND, the feature factor and learning rate and, when `decoder_report`
     measured this rewrite, the class probabilities and language-modelling score before and after. Facts that are
-    not known are left out. The files are written to a temporary folder first and moved into place with
-    `config.json` last, so an interrupted save never leaves a folder that loads as a half-written model.
+    not known are left out. The folder is written through [`gradiend_hf.io.atomic_folder`]: an interrupted save
+    leaves the previous content or the new one, whole, and files of the user's in the folder are kept.
 
     Args:
         model (`PreTrainedModel`): The rewritten masked or causal LM.
@@ -60,39 +61,34 @@ def save_rewritten(
         model_id (`str`, *optional*): Name used in the card's quick-start snippet (e.g. the Hub repo id you will push
             to); defaults to `save_directory`.
         tags (`list[str]`, *optional*): Extra card tags.
+        overwrite (`bool`, *optional*, defaults to `False`): Replace another kind of artefact in the folder (a
+            GRADIEND, an adapter, a model gradiend-hf did not write), which is refused otherwise.
 
     Returns:
         `str`: `save_directory`.
+
+    Raises:
+        [`GradiendSaveError`]: the folder is a file, not writable, or holds another kind of artefact.
+        [`NonFiniteError`]: the feature factor or learning rate is not finite, or the model's logits on a probe
+            input are `nan` or infinite (a broken model is never saved).
     """
-    save_directory = os.fspath(save_directory)
-    if os.path.isfile(save_directory):
-        raise ValueError(f"Cannot save the rewritten model to {save_directory!r}: it is a file, not a folder.")
+    check_output_folder(save_directory, KIND_REWRITE, overwrite=overwrite)
     selected = getattr(decoder_report, "selected", None)
     if feature_factor is None and selected is not None:
         feature_factor = selected.feature_factor
     if learning_rate is None and selected is not None:
         learning_rate = selected.learning_rate
+    if feature_factor is not None or learning_rate is not None:
+        check_rewrite_numbers(0.0 if feature_factor is None else feature_factor, learning_rate or 0.0)
+    check_logits_finite(model)
     card = build_rewrite_card(
-        model, gradiend, decoder_report, feature_factor, learning_rate, model_id or save_directory, tags
+        model, gradiend, decoder_report, feature_factor, learning_rate, model_id or os.fspath(save_directory), tags
     )
-
-    os.makedirs(save_directory, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".gradiend-rewrite-", dir=save_directory)
-    try:
+    with atomic_folder(save_directory, KIND_REWRITE, overwrite=overwrite) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         card.save(os.path.join(staging, "README.md"))
-        written = sorted(os.listdir(staging), key=lambda name: (name == "config.json", name))
-        for old in os.listdir(save_directory):
-            # Weight shards of an earlier save that this one does not overwrite would be read with the new index.
-            is_weights = old.startswith(("model", "pytorch_model")) and old.endswith((".safetensors", ".bin", ".json"))
-            if is_weights and old not in written and not old.startswith(".gradiend-rewrite-"):
-                os.remove(os.path.join(save_directory, old))
-        for name in written:
-            os.replace(os.path.join(staging, name), os.path.join(save_directory, name))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return save_directory
+    return os.fspath(save_directory)
 
 
 def build_rewrite_card(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import glob
+import json
 import math
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -10,19 +13,23 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
+from .errors import GradiendError, GradiendTrainingError, NonFiniteError
 from .evaluation.encoder import expected_encoding
 from .evaluation.metrics import pearson
 from .gradients import encode_rows, group_gradients
-from .modeling_gradiend import GradiendModel
+from .modeling_gradiend import TRAINING_ARGS_NAME, GradiendModel
 from .objectives import get_objective
 from .params import GradiendParameterError
 from .trainer_callbacks import (
+    SNAPSHOT_NAME,
     BestGradiendCallback,
     ConvergenceCallback,
     EvaluateAtEndCallback,
     SignNormalizationCallback,
+    read_snapshot,
 )
 from .training_args import GradiendTrainingArguments
 from .training_data import (
@@ -90,7 +97,7 @@ class GradiendTrainer(Trainer):
         if not isinstance(model, GradiendModel):
             raise TypeError(f"`model` must be a GradiendModel, got {type(model).__name__}.")
         if processing_class is None:
-            raise ValueError("Pass the base model's tokenizer as `processing_class`.")
+            raise GradiendError("Pass the base model's tokenizer as `processing_class`.")
         try:
             model.check_base_model(base_model)
         except GradiendParameterError as error:
@@ -163,6 +170,64 @@ class GradiendTrainer(Trainer):
 
     # ------------------------------------------------------------------ training
 
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """`Trainer.train`, refusing a checkpoint that does not exist and a fresh run over an earlier run's checkpoints.
+
+        Args:
+            resume_from_checkpoint (`str` or `bool`, *optional*): A checkpoint folder (`<output_dir>/checkpoint-N`), or
+                `True` for the last checkpoint in `output_dir`. Defaults to `args.resume_from_checkpoint`.
+            kwargs: As for `Trainer.train`.
+
+        Raises:
+            [`GradiendTrainingError`]: the checkpoint is missing or incomplete, or `output_dir` holds checkpoints of
+                another run and this one would overwrite them.
+        """
+        if resume_from_checkpoint is None:
+            resume_from_checkpoint = self.args.resume_from_checkpoint
+        self.resumed_from = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        if self.resumed_from is None:
+            check_fresh_output(self.args)
+            return super().train(**kwargs)
+        # The step-0 evaluation belongs to the start of the run, not of its continuation: at the checkpoint's step it
+        # would be one more evaluation than the uninterrupted run had (a new best, a sign flip).
+        eval_on_start, self.args.eval_on_start = self.args.eval_on_start, False
+        try:
+            return super().train(resume_from_checkpoint=self.resumed_from, **kwargs)
+        finally:
+            self.args.eval_on_start = eval_on_start
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Saves the GRADIEND and its training arguments as JSON (never a `training_args.bin` pickle), atomically."""
+        if not self.args.should_save:
+            return
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        gradiend = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+        gradiend.save_pretrained(
+            output_dir, state_dict=state_dict, json_files={TRAINING_ARGS_NAME: json.loads(self.args.to_json_string())}
+        )
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        # transformers would upload the output folder with a pickled `training_args.bin`; push the GRADIEND instead.
+        if self.is_world_process_zero():
+            self.push_to_hub(commit_message=f"Training in progress, step {self.state.global_step}")
+
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True, **kwargs: Any):
+        """Pushes the GRADIEND (weights, config, card; no pickle, no checkpoints) to `args.hub_model_id`; see
+        [`gradiend_hf.hub.push_gradiend`]. Returns the commit."""
+        from .hub import push_gradiend
+
+        repo_id = self.args.hub_model_id or os.path.basename(os.path.normpath(self.args.output_dir))
+        if not self.is_world_process_zero():
+            return None
+        return push_gradiend(
+            self.accelerator.unwrap_model(self.model),
+            repo_id,
+            revision=kwargs.get("revision", self.args.hub_revision),
+            private=self.args.hub_private_repo,
+            token=kwargs.get("token", self.args.hub_token),
+            commit_message=commit_message,
+        )
+
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         # The reference applies weight decay to every GRADIEND parameter, biases included.
         return [name for name, _ in model.named_parameters()]
@@ -177,6 +242,13 @@ class GradiendTrainer(Trainer):
                 sources[name].append(grads[source][name])
                 targets[name].append(grads[target][name])
         outputs = model(source_gradients=_stack(sources), target_gradients=_stack(targets))
+        if not bool(torch.isfinite(outputs.loss)):
+            step = self.state.global_step + 1
+            raise NonFiniteError(
+                f"The GRADIEND's loss is {float(outputs.loss)} at step {step}: training diverged (the learning rate "
+                f"{self.args.learning_rate:g} is too large, or the base model's gradients are not finite). Lower the "
+                "learning rate and train again."
+            )
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     # ------------------------------------------------------------------ evaluation
@@ -261,16 +333,71 @@ class GradiendTrainer(Trainer):
     # ------------------------------------------------------------------ snapshots of the best GRADIEND
 
     def save_gradiend_snapshot(self, directory: str) -> None:
+        """Writes the current GRADIEND to `directory` atomically, with the step it was taken at (`snapshot.json`)."""
         if self.args.should_save:
-            self.accelerator.unwrap_model(self.model).save_pretrained(directory)
+            record = {"global_step": self.state.global_step, "best_metric": self.state.best_metric}
+            self.accelerator.unwrap_model(self.model).save_pretrained(directory, json_files={SNAPSHOT_NAME: record})
         self.accelerator.wait_for_everyone()
 
-    def load_gradiend_snapshot(self, directory: str) -> None:
+    def load_gradiend_snapshot(self, directory: str, step: int | None = None) -> None:
+        """Restores the GRADIEND from a snapshot, checking that it is whole and was taken at `step`."""
         gradiend = self.accelerator.unwrap_model(self.model)
-        best = GradiendModel.from_pretrained(directory)
+        best = read_snapshot(directory, step)
         with torch.no_grad():
             gradiend.load_state_dict(best.state_dict())
         gradiend.config.positive_class = best.config.positive_class
+
+
+def check_fresh_output(args) -> None:
+    """Refuses a fresh run that would overwrite the checkpoints an earlier run left in `args.output_dir`.
+
+    Raises:
+        [`GradiendTrainingError`]
+    """
+    if args.save_strategy == "no":
+        return
+    earlier = sorted(glob.glob(os.path.join(glob.escape(args.output_dir), f"{PREFIX_CHECKPOINT_DIR}-*")))
+    if earlier:
+        raise GradiendTrainingError(
+            f"{args.output_dir!r} holds checkpoints of an earlier run ({os.path.basename(earlier[-1])}), which this "
+            "fresh run would overwrite. Continue it with `resume_from_checkpoint=True` (--resume_from_checkpoint "
+            "true), or train into another output_dir."
+        )
+
+
+def resolve_checkpoint(checkpoint: str | bool | None, output_dir: str) -> str | None:
+    """The checkpoint folder to resume from (`True`/`"true"`/`"last"`: the last one in `output_dir`), checked.
+
+    Raises:
+        [`GradiendTrainingError`]: the checkpoint does not exist or is not a whole checkpoint.
+    """
+    if checkpoint in (None, False) or (isinstance(checkpoint, str) and checkpoint.lower() in ("", "false", "no")):
+        return None
+    if checkpoint is True or (isinstance(checkpoint, str) and checkpoint.lower() in ("true", "last", "yes")):
+        found = sorted(
+            glob.glob(os.path.join(glob.escape(output_dir), f"{PREFIX_CHECKPOINT_DIR}-*")),
+            key=lambda path: int(path.rsplit("-", 1)[-1]) if path.rsplit("-", 1)[-1].isdigit() else -1,
+        )
+        if not found:
+            raise GradiendTrainingError(
+                f"There is no checkpoint in {output_dir!r} to resume from. Give a checkpoint folder, or start a fresh "
+                "run without `resume_from_checkpoint`."
+            )
+        checkpoint = found[-1]
+    checkpoint = os.fspath(checkpoint)
+    if not os.path.isdir(checkpoint):
+        raise GradiendTrainingError(
+            f"The checkpoint {checkpoint!r} to resume from does not exist. Give a folder like "
+            f"{os.path.join(output_dir, 'checkpoint-100')!r}, or `True` for the last one."
+        )
+    missing = [
+        name for name in ("trainer_state.json", "config.json") if not os.path.isfile(os.path.join(checkpoint, name))
+    ]
+    if missing:
+        raise GradiendTrainingError(
+            f"{checkpoint!r} is not a whole training checkpoint (no {', '.join(missing)}); resume from another one."
+        )
+    return checkpoint
 
 
 def drop_unusable_rows(dataset, objective, role: str):

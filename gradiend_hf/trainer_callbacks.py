@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .errors import GradiendError
+from .errors import GradiendError, GradiendTrainingError
+from .io import KIND_GRADIEND, copy_folder
+from .modeling_gradiend import GradiendModel
 
 
 BEST_DIR = "best-gradiend"
+
+
+SNAPSHOT_NAME = "snapshot.json"
+
+
+def read_snapshot(directory: str, step: int | None = None) -> GradiendModel:
+    """Loads the best-GRADIEND snapshot in `directory`, verifying that it is whole and (given `step`) taken then.
+
+    Raises:
+        [`GradiendTrainingError`]: the snapshot is missing, incomplete or from another step.
+    """
+    try:
+        snapshot = GradiendModel.from_pretrained(directory)
+        with open(os.path.join(directory, SNAPSHOT_NAME), encoding="utf-8") as file:
+            taken_at = json.load(file).get("global_step")
+    except (OSError, ValueError) as error:
+        raise GradiendTrainingError(
+            f"The best-GRADIEND snapshot {directory!r} is missing or corrupt ({error}). Resume from another checkpoint, "
+            "or train again with `select_best=False`."
+        ) from None
+    if step is not None and taken_at != step:
+        raise GradiendTrainingError(
+            f"The best-GRADIEND snapshot {directory!r} was taken at step {taken_at}, but the run's best evaluation was "
+            f"at step {step}; it belongs to another run. Resume from a checkpoint of this run, or train again."
+        )
+    return snapshot
 
 
 class GradiendNotConvergedError(GradiendError, RuntimeError):
@@ -65,20 +95,47 @@ class BestGradiendCallback(TrainerCallback):
     def __init__(self, trainer):
         self.trainer = trainer
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed run restores the snapshot its checkpoint carries (a later run may have replaced the one in
+        # output_dir), verified now rather than found missing after all the steps.
+        checkpoint = getattr(self.trainer, "resumed_from", None)
+        if not args.select_best or checkpoint is None or not state.best_global_step:
+            return control
+        best_dir = os.path.join(args.output_dir, BEST_DIR)
+        carried = os.path.join(checkpoint, BEST_DIR)
+        source = carried if os.path.isdir(carried) else best_dir
+        read_snapshot(source, step=state.best_global_step)  # verified only: training continues from the checkpoint
+        if source != best_dir and args.should_save:
+            copy_folder(source, best_dir, KIND_GRADIEND)
+        self.trainer.accelerator.wait_for_everyone()
+        return control
+
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         if not args.select_best or not metrics or "eval_correlation" not in metrics or state.global_step == 0:
             return control
         score = abs(metrics["eval_correlation"])
+        if score != score:  # nan: the weights diverged
+            model.check_finite(step=state.global_step)
         if state.best_metric is None or score > state.best_metric:
             state.best_metric = score
             state.best_global_step = state.global_step
             self.trainer.save_gradiend_snapshot(os.path.join(args.output_dir, BEST_DIR))
         return control
 
-    def on_train_end(self, args, state, control, model=None, **kwargs):
+    def on_save(self, args, state, control, **kwargs):
+        # Each checkpoint carries the best snapshot as of its step, so resuming from it restores exactly that one.
         best_dir = os.path.join(args.output_dir, BEST_DIR)
-        if args.select_best and state.best_global_step and os.path.isdir(best_dir):
-            self.trainer.load_gradiend_snapshot(best_dir)
+        if args.select_best and state.best_global_step and args.should_save and os.path.isdir(best_dir):
+            checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            if os.path.isdir(checkpoint):
+                copy_folder(best_dir, os.path.join(checkpoint, BEST_DIR), KIND_GRADIEND)
+        return control
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            model.check_finite(step=state.global_step)
+        if args.select_best and state.best_global_step:
+            self.trainer.load_gradiend_snapshot(os.path.join(args.output_dir, BEST_DIR), step=state.best_global_step)
         return control
 
 

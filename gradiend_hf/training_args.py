@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .checks import check_number, check_positive
 from .configuration_gradiend import GRADIENT_KINDS
+from .errors import GradiendError
+from .io import KIND_GRADIEND, check_output_folder
 
 
 @dataclass
@@ -106,10 +109,42 @@ class GradiendTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep every dataset column."})
 
     def __post_init__(self):
+        self._check_numbers()
         super().__post_init__()
         for name in ("source", "target"):
             value = getattr(self, name)
             if value is not None and value not in GRADIENT_KINDS:
-                raise ValueError(f"Unknown {name} gradient {value!r}; choose one of {', '.join(GRADIENT_KINDS)}.")
-        if self.sentences_per_gradient < 1:
-            raise ValueError(f"`sentences_per_gradient` must be at least 1, got {self.sentences_per_gradient}.")
+                raise GradiendError(f"Unknown {name} gradient {value!r}; choose one of {', '.join(GRADIENT_KINDS)}.")
+        check_output_folder(self.output_dir, KIND_GRADIEND, what="output_dir")
+
+    def _check_numbers(self) -> None:
+        """Refuses absurd or non-finite settings before anything is trained (an `inf` learning rate would train and
+        save a `nan` GRADIEND)."""
+        for name in ("learning_rate", "adam_epsilon"):
+            check_positive(getattr(self, name), name)
+        for name in ("weight_decay", "max_grad_norm", "warmup_ratio"):
+            check_number(getattr(self, name, None), name, lambda v: v >= 0, "a finite number >= 0", optional=True)
+        for name in ("adam_beta1", "adam_beta2"):
+            check_number(getattr(self, name), name, lambda v: 0 <= v < 1, "a number in [0, 1)")
+        for name in ("convergence_correlation", "convergence_class_mean"):
+            check_number(getattr(self, name), name, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+        check_number(self.normalize_threshold, "normalize_threshold", lambda v: -1 <= v <= 0, "a number in [-1, 0]")
+        for name in (
+            "sentences_per_gradient",
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+        ):
+            check_positive(getattr(self, name), name, integer=True)
+        check_positive(self.eval_max_rows, "eval_max_rows", integer=True, optional=True)
+        check_number(
+            self.max_steps,
+            "max_steps",
+            lambda v: v >= 1 or v == -1,
+            "a positive number of steps (or -1 to train for num_train_epochs)",
+            integer=True,
+        )
+        if self.max_steps == -1:
+            check_positive(self.num_train_epochs, "num_train_epochs")
+        for name in ("eval_steps", "save_steps", "logging_steps"):
+            check_positive(getattr(self, name), name, optional=True)

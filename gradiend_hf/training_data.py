@@ -16,32 +16,64 @@ from typing import Any
 
 import torch
 
-from .errors import GradiendError
-from .objectives import Objective
+from .data.errors import FeatureDataError, InvalidRowError
+from .objectives import MASK, Objective
 
 
 REQUIRED_COLUMNS = ("masked", "factual", "alternative", "factual_class", "alternative_class")
 
 
-class GradiendDataError(GradiendError):
-    """Raised when training or evaluation rows cannot be used (missing columns, one class only, too few rows)."""
+# One error for unusable feature rows, wherever they are found (data building, training, evaluation).
+GradiendDataError = FeatureDataError
 
 
 def check_feature_rows(dataset, name: str = "train_dataset") -> None:
-    """Raises a clear error when `dataset` lacks a required column or is empty."""
+    """Raises a clear error when `dataset` lacks a required column, is empty, or has a row that cannot be used.
+
+    Each kind of bad row gets its own message naming the first such row and how many there are: a text that is not
+    a string (e.g. `None`), an empty text, a text without `[MASK]` or with several, or a missing word.
+
+    Raises:
+        [`FeatureDataError`] ([`InvalidRowError`] for bad rows).
+    """
     if dataset is None:
-        raise GradiendDataError(f"`{name}` is required.")
+        raise FeatureDataError(f"`{name}` is required.")
     columns = getattr(dataset, "column_names", None)
     if columns is None and len(dataset):
         columns = list(dataset[0].keys())
     missing = [c for c in REQUIRED_COLUMNS if c not in (columns or [])]
     if missing:
-        raise GradiendDataError(
+        raise FeatureDataError(
             f"`{name}` lacks the column(s) {missing}. Build feature rows with "
             "`gradiend_hf.data.make_feature_dataset`, which returns every required column."
         )
     if len(dataset) == 0:
-        raise GradiendDataError(f"`{name}` is empty; a GRADIEND needs rows of both feature classes.")
+        raise FeatureDataError(f"`{name}` is empty; a GRADIEND needs rows of both feature classes.")
+    check_row_values(dataset, name)
+
+
+def check_row_values(dataset, name: str = "dataset") -> None:
+    """Raises an [`InvalidRowError`] for the first kind of unusable value in the feature columns (see
+    [`check_feature_rows`]); an empty dataset passes."""
+    for column in REQUIRED_COLUMNS:
+        _check_column(dataset[column], column, name)
+
+
+def _check_column(values: Sequence, column: str, name: str) -> None:
+    problems: dict[str, list[int]] = defaultdict(list)
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            problems[f"is {type(value).__name__}, not text"].append(index)
+        elif not value.strip():
+            problems["is empty"].append(index)
+        elif column == "masked" and value.count(MASK) != 1:
+            count = value.count(MASK)
+            problems["has no [MASK]" if count == 0 else f"has {count} [MASK]s"].append(index)
+    for problem, rows in problems.items():
+        raise InvalidRowError(
+            f"`{name}` row {rows[0]}: `{column}` {problem} ({len(rows)} such row(s)). Every row needs a text with "
+            f"exactly one {MASK} and the words for it; build rows with `gradiend_hf.data.make_feature_dataset`."
+        )
 
 
 def feature_classes_of(dataset) -> list[str]:
@@ -52,7 +84,7 @@ def feature_classes_of(dataset) -> list[str]:
     for cls, label in zip(dataset["factual_class"], labels):
         classes.setdefault(cls, label)
     if len(classes) != 2:
-        raise GradiendDataError(
+        raise FeatureDataError(
             f"A GRADIEND learns a feature between two classes, but the rows have {len(classes)} factual "
             f"class(es): {sorted(classes)}. Give rows of both classes (e.g. he→she AND she→he)."
         )
@@ -76,7 +108,7 @@ class GroupedFeatureDataset(torch.utils.data.Dataset):
             row = {c: columns[c][i] for c in REQUIRED_COLUMNS}
             by_transition[(row["factual_class"], row["alternative_class"])].append(row)
         if len({t[0] for t in by_transition}) < 2:
-            raise GradiendDataError(
+            raise FeatureDataError(
                 f"The training rows only contain the transition(s) {sorted(by_transition)}; a GRADIEND needs rows "
                 "whose factual word belongs to each of the two classes."
             )
@@ -87,7 +119,7 @@ class GroupedFeatureDataset(torch.utils.data.Dataset):
             rng.shuffle(rows)
             full = len(rows) // group_size
             if full == 0:
-                raise GradiendDataError(
+                raise FeatureDataError(
                     f"The transition {transition[0]}→{transition[1]} has {len(rows)} training rows, fewer than "
                     f"`sentences_per_gradient`={group_size}. Lower `sentences_per_gradient` or add rows."
                 )

@@ -20,6 +20,7 @@ from gradiend_hf.default_model import (
     load_default_model,
     resolve_model_name_or_path,
 )
+from gradiend_hf.io import STAGING_MARKER
 
 
 FOLDER_NAME = "SmolLM2-135M-Instruct"
@@ -35,9 +36,10 @@ def cache(tmp_path_factory):
     """Converts the real GGUF once (about 20 s) into a fresh cache shared by the tests of this module."""
     root = tmp_path_factory.mktemp("gradiend_hf_cache")
     # What a conversion killed halfway leaves behind: it must be neither used nor kept.
-    stale = root / f".{FOLDER_NAME}.tmp-12345-deadbeef"
+    stale = root / f".{FOLDER_NAME}.gradiend-tmp-deadbeef"
     stale.mkdir()
     (stale / "config.json").write_text("{}")
+    (stale / STAGING_MARKER).touch()
 
     conversions = []
     original_convert = dm._convert
@@ -74,7 +76,7 @@ def _tiny_gguf_loader(tokenizer_dir: Path):
 
 
 def _temp_dirs(root: Path) -> list[Path]:
-    return sorted(root.glob(f".{FOLDER_NAME}.tmp-*"))
+    return sorted(root.glob(f".{FOLDER_NAME}.gradiend-tmp-*"))
 
 
 def test_default_cache_dir_precedence(monkeypatch, tmp_path):

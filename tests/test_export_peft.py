@@ -10,8 +10,8 @@ from peft import PeftModel
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from gradiend_hf import GradiendModel
+from gradiend_hf.cli.export_peft import main as cli_main
 from gradiend_hf.export import ExportError, export_peft, load_exported
-from gradiend_hf.export.cli import main as cli_main
 
 from .tiny_models import tiny_model, tokenizer_for
 

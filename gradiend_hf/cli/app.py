@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import GradiendError
+from .parsing import OneLineArgumentParser
+
 
 def _boolean(value: str) -> bool:
     lowered = value.lower()
@@ -28,7 +31,7 @@ def _classes(value: str) -> dict[str, list[str]]:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="gradiend-hf app",
         description="Try a GRADIEND in the browser: feature values, predictions, and rewrites with a slider.",
     )
@@ -40,8 +43,18 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--classes", type=_classes, help="class words when the GRADIEND records none, as JSON")
     parser.add_argument("--example", action="append", dest="examples", help="an example input (repeatable)")
-    parser.add_argument("--max-chars", type=int, default=500, help="longest accepted input")
+    parser.add_argument("--max-chars", type=_positive, default=500, help="longest accepted input")
     return parser
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
+    return number
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,16 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     from .errors import user_errors
 
     with user_errors("app"):
-        from ..app import build_demo
-
         try:
-            demo = build_demo(
-                args.gradiend, examples=args.examples, class_words=args.classes, max_chars=args.max_chars
-            )
-        except (ImportError, OSError) as error:  # Gradio missing, or no such GRADIEND / base model
-            if isinstance(error, FileNotFoundError):
-                raise
-            raise ValueError(str(error)) from None
+            from ..app import build_demo
+        except ImportError as error:  # Gradio missing
+            raise GradiendError(str(error)) from None
+        demo = build_demo(args.gradiend, examples=args.examples, class_words=args.classes, max_chars=args.max_chars)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share)
 
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..base_models import DTYPES
+from ..checks import check_number, check_positive
+from ..configuration_gradiend import OBJECTIVES
+from ..errors import GradiendError
+
 
 @dataclass
 class ModelArguments:
@@ -26,6 +31,14 @@ class ModelArguments:
     )
     latent_dim: int = field(default=1, metadata={"help": "Number of feature values."})
     dtype: str = field(default="float32", metadata={"help": "dtype of the base model: float32, bfloat16, float16."})
+
+    def __post_init__(self):
+        # Never a silent switch to another objective: "masked" or "mlm" must not train a causal LM.
+        if self.objective is not None and self.objective not in OBJECTIVES:
+            raise GradiendError(f"Unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}.")
+        if self.dtype not in DTYPES:
+            raise GradiendError(f"Unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}.")
+        check_positive(self.latent_dim, "latent_dim", integer=True)
 
 
 @dataclass
@@ -52,3 +65,11 @@ class DataArguments:
     )
     max_rows_per_class: int | None = field(default=None, metadata={"help": "Cap rows per class."})
     split_by: str = field(default="row", metadata={"help": "row or word (held-out target words)."})
+
+    def __post_init__(self):
+        if self.split_by not in ("row", "word"):
+            raise GradiendError(f"Unknown split_by {self.split_by!r}; choose 'row' or 'word'.")
+        check_number(
+            self.min_left_context_words, "min_left_context_words", lambda v: v >= 0, "an integer >= 0", True, True
+        )
+        check_positive(self.max_rows_per_class, "max_rows_per_class", integer=True, optional=True)

@@ -12,10 +12,10 @@ sizes. Every one is a flag.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,9 +23,11 @@ from pathlib import Path
 import torch
 
 from ..base_models import load_base_model
+from ..checks import check_positive
 from ..data import load_builtin
 from ..default_model import DEFAULT_BASE_MODEL
 from ..evaluation import evaluate_decoder, evaluate_encoder
+from ..io import atomic_write_json, atomic_write_text, check_output_folder
 from ..modeling_gradiend import GradiendModel
 from ..plotting import plot_decoder_grid, plot_encoder_distributions, plot_training_convergence
 from ..rewrite_io import save_rewritten
@@ -59,6 +61,14 @@ class DemoArguments:
     lms_max_texts: int = field(default=48, metadata={"help": "Neutral texts of the language-modelling score."})
     seed: int = field(default=0, metadata={"help": "Seed of the GRADIEND and of the samples."})
 
+    def __post_init__(self):
+        check_output_folder(self.output_dir, "demo", what="output_dir")
+        check_positive(self.max_steps, "max_steps", integer=True)
+        check_positive(self.learning_rate, "learning_rate")
+        for name in ("sentences_per_gradient", "eval_steps", "decoder_max_rows", "lms_max_texts"):
+            check_positive(getattr(self, name), name, integer=True)
+        check_positive(self.encoder_max_rows, "encoder_max_rows", integer=True, optional=True)
+
 
 def _step(message: str) -> float:
     print(f"\n▶ {message}", flush=True)
@@ -85,8 +95,10 @@ def run_demo(args: DemoArguments) -> dict:
     )
 
     t = _step(f"Training for {args.max_steps} steps ({args.sentences_per_gradient} sentences per gradient)")
+    # The trainer's own files (the best-GRADIEND snapshot) go to a folder of the demo's, never to a user's folder.
+    run_dir = tempfile.mkdtemp(prefix=".gradiend-demo-run-", dir=out)
     training_args = GradiendTrainingArguments(
-        str(out / "checkpoints"),
+        run_dir,
         max_steps=args.max_steps,
         learning_rate=args.learning_rate,
         sentences_per_gradient=args.sentences_per_gradient,
@@ -100,7 +112,7 @@ def run_demo(args: DemoArguments) -> dict:
         model=gradiend, base_model=base, processing_class=tokenizer, args=training_args, train_dataset=data
     )
     trainer.train()
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
     timings = {"training_s": time.perf_counter() - t}
 
     t = _step("Evaluating the encoder on the test split and on neutral text")
@@ -152,8 +164,8 @@ def run_demo(args: DemoArguments) -> dict:
     save_rewritten(base, tokenizer, out / "rewritten", gradiend=gradiend, decoder_report=decoder)
 
     report = _report(args, gradiend, encoder, decoder, timings, time.perf_counter() - started)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
-    (out / "report.md").write_text(_markdown(report))
+    atomic_write_json(out / "report.json", report)
+    atomic_write_text(out / "report.md", _markdown(report))
     return report
 
 

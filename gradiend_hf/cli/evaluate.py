@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..base_models import load_base_model
+from ..checks import check_positive
 from ..data import load_builtin, load_feature_data
+from ..errors import GradiendError
 from ..evaluation import evaluate_decoder, evaluate_encoder
+from ..io import atomic_write_json, check_output_folder
 from ..modeling_gradiend import GradiendModel
 from .errors import user_errors
 from .parsing import parse_config
 
 
+POLICIES = ("balance", "lms_threshold")
+
+
 @dataclass
 class EvaluateArguments:
-    gradiend: str = field(metadata={"help": "Folder or Hub id of the trained GRADIEND."})
+    gradiend: str = field(
+        metadata={"help": "Folder or Hub id of the trained GRADIEND (may be given first, unflagged)."}
+    )
     dataset: str = field(default="gender-en", metadata={"help": "Feature rows: built-in name, files or Hub id."})
     neutral: str | None = field(default="neutral-en", metadata={"help": "Built-in neutral text, or 'none'."})
     split: str = field(default="test", metadata={"help": "Split to evaluate."})
@@ -27,14 +35,22 @@ class EvaluateArguments:
     decoder_max_rows: int = field(default=64, metadata={"help": "Rows per class scored at each grid point."})
     output_dir: str | None = field(default=None, metadata={"help": "Write report.json and figures here."})
 
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise GradiendError(f"Unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}.")
+        check_positive(self.max_rows, "max_rows", integer=True, optional=True)
+        check_positive(self.decoder_max_rows, "decoder_max_rows", integer=True)
+        if self.output_dir is not None:
+            check_output_folder(self.output_dir, "report", what="output_dir")
+
 
 def main(argv: list[str] | None = None) -> None:
     with user_errors("evaluate"):
-        (args,) = parse_config((EvaluateArguments,), argv, "gradiend-hf evaluate")
-        gradiend = GradiendModel.from_pretrained(args.gradiend)
-        base, tokenizer = load_base_model(gradiend)
+        (args,) = parse_config((EvaluateArguments,), argv, "gradiend-hf evaluate", positional=("gradiend",))
         data = load_feature_data(args.dataset)
         neutral = None if not args.neutral or args.neutral == "none" else load_builtin(args.neutral)
+        gradiend = GradiendModel.from_pretrained(args.gradiend)
+        base, tokenizer = load_base_model(gradiend)
         encoder = evaluate_encoder(
             gradiend, base, tokenizer, data, neutral=neutral, split=args.split, max_rows=args.max_rows
         )
@@ -59,14 +75,14 @@ def main(argv: list[str] | None = None) -> None:
             print(decoder)
             report["decoder"] = {k: v for k, v in decoder.to_dict().items() if k != "grid"}
         if args.output_dir:
-            out = Path(args.output_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
             from ..plotting import plot_decoder_grid, plot_encoder_distributions
 
+            out = Path(args.output_dir)
+            atomic_write_json(out / "report.json", report)
             plot_encoder_distributions(encoder, out / "encoder_distributions.png")
             if decoder is not None:
                 plot_decoder_grid(decoder, out / "decoder_grid.png")
+            print(f"Wrote the report and figures to {os.path.abspath(out)}.")
 
 
 if __name__ == "__main__":

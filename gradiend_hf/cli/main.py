@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -11,7 +12,7 @@ COMMANDS = {
     "evaluate": ("gradiend_hf.cli.evaluate", "encoder and decoder evaluation of a trained GRADIEND"),
     "rewrite": ("gradiend_hf.cli.rewrite", "save a base model rewritten by a GRADIEND"),
     "demo": ("gradiend_hf.cli.demo", "the whole workflow offline on SmolLM2-135M with built-in data"),
-    "export-peft": ("gradiend_hf.export.cli", "export a rewrite as a PEFT LoRA adapter"),
+    "export-peft": ("gradiend_hf.cli.export_peft", "export a rewrite as a PEFT LoRA adapter (or steering adapters)"),
     "push": ("gradiend_hf.cli.push", "upload a GRADIEND, rewritten model or adapter folder to the Hub"),
     "app": ("gradiend_hf.cli.app", "try a GRADIEND in the browser (Gradio)"),
 }
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"gradiend-hf: error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(COMMANDS)}"
+        print(f"gradiend-hf: error: unknown command {command!r}; {hint} (see `gradiend-hf --help`)", file=sys.stderr)
         raise SystemExit(2)
     module = importlib.import_module(COMMANDS[command][0])
     module.main(rest)

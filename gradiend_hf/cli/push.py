@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import GradiendError
 from ..hub import KINDS, push_folder
 from .errors import user_errors
+from .parsing import OneLineArgumentParser
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="gradiend-hf push",
         description="Upload a saved GRADIEND, rewritten model or PEFT adapter folder (with its model card) to the Hub.",
     )
@@ -35,11 +37,11 @@ def main(argv: list[str] | None = None) -> None:
                 commit_message=args.commit_message,
             )
         except OSError as error:  # Hub errors (not logged in, no write access, network) are OSErrors
-            if isinstance(error, FileNotFoundError):
+            if isinstance(error, GradiendError):
                 raise
             status = getattr(getattr(error, "response", None), "status_code", None)
             hint = " (log in with `hf auth login` or set HF_TOKEN to a token that may write to it)"
-            raise ValueError(str(error).splitlines()[0] + (hint if status in (401, 403) else "")) from None
+            raise GradiendError(str(error).splitlines()[0] + (hint if status in (401, 403) else "")) from None
     print(f"Pushed {args.path} to {args.repo_id}: {commit}")
 
 

@@ -9,13 +9,12 @@ import json
 import os
 
 import torch
-from transformers import AutoConfig
 
-from ..base_models import load_base_model, objective_of_config
+from ..base_models import load_base_config, load_base_model, objective_of_config
 from ..data import load_feature_data
-from ..default_model import resolve_model_name_or_path
+from ..errors import GradiendError
 from ..modeling_gradiend import GradiendModel
-from ..trainer import GradiendTrainer
+from ..trainer import GradiendTrainer, check_fresh_output, resolve_checkpoint
 from ..training_args import GradiendTrainingArguments
 from .arguments import DataArguments, ModelArguments
 from .errors import user_errors
@@ -28,18 +27,23 @@ def parse_classes(classes):
     try:
         value = json.loads(classes)
     except json.JSONDecodeError:
-        raise ValueError(f'`classes` must be a mapping like {{"M": ["he"], "F": ["she"]}}, got {classes!r}') from None
+        raise GradiendError(
+            f'`classes` must be a mapping like {{"M": ["he"], "F": ["she"]}}, got {classes!r}'
+        ) from None
     if not isinstance(value, dict):
-        raise ValueError(f"`classes` must be a mapping of class name to words, got {classes!r}")
+        raise GradiendError(f"`classes` must be a mapping of class name to words, got {classes!r}")
     return value
 
 
 def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: GradiendTrainingArguments):
     """Loads everything a config names, trains, saves; returns `(trainer, gradiend, base, tokenizer, data)`."""
-    # Data first: a mistake in it should surface before minutes of model loading.
-    objective = model_args.objective or objective_of_config(
-        AutoConfig.from_pretrained(resolve_model_name_or_path(model_args.base_model), revision=model_args.revision)
-    )
+    # Checkpoints, the base model's config and the data first: a mistake in them should surface before minutes of
+    # model loading.
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if checkpoint is None:
+        check_fresh_output(training_args)
+    base_config = load_base_config(model_args.base_model, model_args.revision)
+    objective = model_args.objective or objective_of_config(base_config)
     min_left = data_args.min_left_context_words
     if min_left is None:
         min_left = 10 if objective == "causal_lm" else 0
@@ -67,7 +71,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
     trainer = GradiendTrainer(
         model=gradiend, base_model=base, processing_class=tokenizer, args=training_args, train_dataset=data
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     return trainer, gradiend, base, tokenizer, data
 

@@ -11,6 +11,14 @@ class FeatureDataError(GradiendError):
     """Base class of every data error of gradiend-hf (also raised for invalid arguments such as split ratios)."""
 
 
+class NotTextError(FeatureDataError, TypeError):
+    """A text (or a text column's value) is not a string; also a `TypeError`."""
+
+
+class InvalidRowError(FeatureDataError):
+    """A feature row cannot be used: its text is missing or empty, or has no `[MASK]` or several."""
+
+
 class NoTextError(FeatureDataError):
     """The input holds no usable sentence (empty, only whitespace or punctuation, or everything was filtered)."""
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import datasets
 from datasets import Dataset, DatasetDict
 
+from ..errors import GradiendFileNotFoundError
+from ..locations import hub_errors
 from .builtin_datasets import list_builtin, load_builtin
 from .classes import FeatureClasses
-from .errors import FeatureDataError
+from .errors import FeatureDataError, UnknownBuiltinError
 from .feature_dataset import make_feature_dataset
 from .neutral import make_neutral_dataset
 from .schema import FEATURE_COLUMNS
@@ -20,26 +23,61 @@ _FILE_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "
 
 
 def _load_any(source: str) -> Dataset | DatasetDict:
-    path = Path(source)
+    path = Path(source).expanduser()
     if path.exists():
         if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists()):
             return datasets.load_from_disk(str(path))
         files = sorted(p for p in (path.iterdir() if path.is_dir() else [path]) if p.suffix in _FILE_FORMATS)
         if not files:
             raise FeatureDataError(
-                f"{source!r} holds no text, CSV, JSON(L) or parquet file; give one of those (or a saved dataset)."
+                f"{source!r} holds no text, CSV, JSON(L) or parquet file (nor a dataset saved with "
+                "`save_to_disk`); give one of those."
             )
         formats = {_FILE_FORMATS[p.suffix] for p in files}
         if len(formats) > 1:
             raise FeatureDataError(f"{source!r} mixes file formats {sorted(formats)}; keep one format per dataset.")
+        for file in files:
+            _check_readable(file)
         if formats == {"text"}:  # plain lines need no datasets cache
             lines = [line for p in files for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
             return Dataset.from_dict({"text": lines})
-        return datasets.load_dataset(formats.pop(), data_files=[str(p) for p in files], split="train")
+        try:
+            return datasets.load_dataset(formats.pop(), data_files=[str(p) for p in files], split="train")
+        except (ValueError, datasets.exceptions.DatasetGenerationError) as error:
+            raise FeatureDataError(f"Cannot read {source!r} as {_FILE_FORMATS[files[0].suffix]}: {error}") from None
     looks_local = source.startswith((".", "/", "~")) or source.count("/") > 1 or Path(source).suffix in _FILE_FORMATS
     if looks_local:
-        raise FileNotFoundError(f"No such file or folder: {source!r}.")
-    return datasets.load_dataset(source)  # a Hub dataset id
+        raise GradiendFileNotFoundError(f"No such file or folder: {source!r}.")
+    if "/" not in source:
+        # A bare name is a built-in or a typo of one (Hub datasets have an owner: "owner/name").
+        close = difflib.get_close_matches(source, list_builtin(), n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UnknownBuiltinError(
+            f"{source!r} is neither a built-in dataset ({', '.join(list_builtin())}) nor a file or folder; {hint}"
+            "Hub datasets are named `owner/name`."
+        )
+    with hub_errors(source, "dataset"):
+        try:
+            return datasets.load_dataset(source)  # a Hub dataset id
+        except datasets.exceptions.DatasetNotFoundError as error:
+            raise FeatureDataError(f"There is no dataset {source!r} on the Hub (or it is private): {error}") from None
+
+
+def _check_readable(file: Path) -> None:
+    """Refuses a binary or non-UTF-8 file with its name, before `datasets` fails on it with a long traceback."""
+    if file.suffix == ".parquet":
+        return
+    with open(file, "rb") as handle:
+        head = handle.read(1 << 16)
+    if b"\x00" in head:
+        raise FeatureDataError(f"{str(file)!r} looks binary (it has NUL bytes); give a UTF-8 text, CSV or JSON file.")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 4:  # not just a character cut at the end of the sample
+            raise FeatureDataError(
+                f"{str(file)!r} is not UTF-8 text (byte {error.start}); convert it, e.g. `iconv -t utf-8`."
+            ) from None
 
 
 def _texts(data: Dataset | DatasetDict, text_column: str, source: str) -> list[str]:
@@ -69,8 +107,9 @@ def load_feature_data(
     text (a `text` column, or `.txt` lines) is turned into rows with [`make_feature_dataset`] and `classes`.
 
     Raises:
-        FeatureDataError: for unreadable sources, a missing text column, or raw text without `classes`.
-        FileNotFoundError: for a local path that does not exist.
+        FeatureDataError: for unreadable sources (binary, not UTF-8, not a dataset), an unknown built-in name (with
+            the closest one), a missing text column, or raw text without `classes`.
+        GradiendFileNotFoundError: for a local path that does not exist.
     """
     if source in list_builtin():
         data = load_builtin(source)

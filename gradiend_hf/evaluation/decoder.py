@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import GradiendError
 from ..objectives import get_objective
 from ..rewrite import RewriteSession
 from .feature_factor import feature_classes_and_positive, feature_factor_for
@@ -170,9 +171,9 @@ def evaluate_decoder(
     config = gradiend.config
     classes, _ = feature_classes_and_positive(config)
     if target_class is not None and target_class not in classes:
-        raise ValueError(f"`target_class` {target_class!r} is not one of the GRADIEND's feature classes {classes}.")
+        raise GradiendError(f"`target_class` {target_class!r} is not one of the GRADIEND's feature classes {classes}.")
     if target_class is None and not callable(policy) and policy != "balance":
-        raise ValueError(
+        raise GradiendError(
             f"The {policy!r} policy needs `target_class`, the class to strengthen or weaken (one of {classes}); "
             "use `policy='balance'` to make the classes equally likely instead."
         )
@@ -283,7 +284,7 @@ def _probability_table(row, classes) -> dict:
 def _numbers(values, name: str) -> list[float]:
     values = [float(v) for v in values]
     if not values:
-        raise ValueError(f"`{name}` is empty; give at least one value.")
+        raise GradiendError(f"`{name}` is empty; give at least one value.")
     if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"`{name}` must be finite numbers, got {values}.")
+        raise GradiendError(f"`{name}` must be finite numbers, got {values}.")
     return list(dict.fromkeys(values))

@@ -20,6 +20,8 @@ empirically on trained tiny models.
 
 from __future__ import annotations
 
+from ..errors import GradiendError
+
 
 def feature_classes_and_positive(config) -> tuple[list[str], str]:
     """The GRADIEND's two feature classes and the one it maps to +1.
@@ -29,13 +31,13 @@ def feature_classes_and_positive(config) -> tuple[list[str], str]:
     """
     classes = list(getattr(config, "feature_classes", None) or [])
     if len(classes) != 2:
-        raise ValueError(
+        raise GradiendError(
             "The GRADIEND's config names no feature classes. Set `gradiend.config.feature_classes = [A, B]` (and "
             "`positive_class`, the class whose words' gradients encode to +1) before evaluating it."
         )
     positive = getattr(config, "positive_class", None) or classes[0]
     if positive not in classes:
-        raise ValueError(f"`positive_class` {positive!r} is not one of the feature classes {classes}.")
+        raise GradiendError(f"`positive_class` {positive!r} is not one of the feature classes {classes}.")
     return classes, positive
 
 
@@ -43,7 +45,7 @@ def encoding_direction(config, feature_class: str) -> int:
     """+1 for the positive class, -1 for the other one (the sign a gradient towards its words encodes to)."""
     classes, positive = feature_classes_and_positive(config)
     if feature_class not in classes:
-        raise ValueError(f"{feature_class!r} is not one of the GRADIEND's feature classes {classes}.")
+        raise GradiendError(f"{feature_class!r} is not one of the GRADIEND's feature classes {classes}.")
     return 1 if feature_class == positive else -1
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import GradiendError
 from .metrics import EvaluationError, lms_from_nll
 
 
@@ -55,7 +56,7 @@ class LanguageModelingScorer:
         device: torch.device | str | None = None,
     ):
         if objective not in ("masked_lm", "causal_lm"):
-            raise ValueError(f"Unknown objective {objective!r}; choose 'masked_lm' or 'causal_lm'.")
+            raise GradiendError(f"Unknown objective {objective!r}; choose 'masked_lm' or 'causal_lm'.")
         if objective == "masked_lm" and tokenizer.mask_token_id is None:
             raise EvaluationError("This tokenizer has no mask token, so it cannot score a masked LM.")
         self.objective = objective

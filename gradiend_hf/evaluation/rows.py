@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from ..objectives import MASK, Objective, ObjectiveError
+from ..training_data import check_row_values
 from .metrics import EvaluationError
 
 
@@ -39,6 +40,7 @@ def resolve_split(dataset, split: str | None):
             "`gradiend_hf.data.make_feature_dataset` (columns masked, factual, alternative, factual_class, "
             "alternative_class, label)."
         )
+    check_row_values(rows, "dataset")
     return rows
 
 

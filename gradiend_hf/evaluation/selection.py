@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..errors import GradiendError
 from .metrics import EvaluationError
 
 
@@ -76,6 +77,6 @@ def resolve_policy(policy, metric: str, feature_factor_sign: int | None, ratio: 
         return LMSThresholdPolicy(metric=metric, ratio=ratio, feature_factor_sign=feature_factor_sign)
     if policy == "balance":
         return LMSThresholdPolicy(metric="balance", ratio=ratio)
-    raise ValueError(
+    raise GradiendError(
         f"Unknown selection policy {policy!r}; use 'lms_threshold', 'balance' or a callable (grid, base) -> index."
     )

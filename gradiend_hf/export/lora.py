@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from ..errors import GradiendError
+
 
 RankSpec = int | float | str
 """An int (at most that many singular values per module), a float in (0, 1] (the smallest rank that keeps that share
@@ -57,21 +59,21 @@ def validate_rank(rank: RankSpec) -> RankSpec:
         ValueError: for a bool, a non-positive int, a float outside (0, 1] or any other value.
     """
     if isinstance(rank, bool):
-        raise ValueError(f"`rank` must be an int, a float in (0, 1] or 'full', not the bool {rank}.")
+        raise GradiendError(f"`rank` must be an int, a float in (0, 1] or 'full', not the bool {rank}.")
     if isinstance(rank, int):
         if rank < 1:
-            raise ValueError(f"An integer `rank` must be at least 1, got {rank}.")
+            raise GradiendError(f"An integer `rank` must be at least 1, got {rank}.")
         return rank
     if isinstance(rank, float):
         if not 0.0 < rank <= 1.0 or math.isnan(rank):
-            raise ValueError(
+            raise GradiendError(
                 f"A float `rank` is the share of spectral energy to keep and must lie in (0, 1], got {rank}. "
                 "Pass an int for a fixed number of singular values."
             )
         return rank
     if rank == "full":
         return rank
-    raise ValueError(f"`rank` must be an int, a float in (0, 1] or 'full', got {rank!r}.")
+    raise GradiendError(f"`rank` must be an int, a float in (0, 1] or 'full', got {rank!r}.")
 
 
 def resolve_rank(singular_values: torch.Tensor, rank: RankSpec) -> int:

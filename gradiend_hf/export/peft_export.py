@@ -12,12 +12,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..rewrite import RewriteSession
+from ..io import KIND_ADAPTER, atomic_folder, atomic_write_json, check_output_folder
+from ..rewrite import RewriteSession, check_rewrite_finite
 from .card import render_adapter_card
 from .lora import RankSpec, validate_rank
 from .plan import ExportError, FullModule, LoraTarget, plan_export
-from .report import ExportReport, ModuleReport
-from .writer import folder_size, full_state, lora_config, lora_state, staged_directory, write_adapter
+from .report import ExportReport, ModuleReport, check_report_finite
+from .writer import folder_size, full_state, lora_config, lora_state, write_adapter
 
 
 MANIFEST_NAME = "gradiend_export.json"
@@ -95,6 +96,7 @@ def export_peft(
     evaluate_fn: Callable[[nn.Module], dict] | None = None,
     model_card: bool = True,
     repo_id: str | None = None,
+    overwrite: bool = False,
 ) -> ExportReport:
     """Writes the rewrite `Δθ = learning_rate · u(feature_factor)` as a PEFT LoRA adapter.
 
@@ -138,9 +140,15 @@ def export_peft(
             Write a `README.md` with the error table.
         repo_id (`str`, *optional*):
             Hub id the adapter will be pushed to, used in the card's quick start.
+        overwrite (`bool`, *optional*, defaults to `False`):
+            Replace another kind of artefact in `save_directory` (a GRADIEND, a model), which is refused otherwise.
 
     Returns:
         [`ExportReport`]: per-module ranks and errors, size in bytes and, with `evaluate_fn`, metrics.
+
+    Raises:
+        [`NonFiniteError`]: the feature factor or learning rate is not finite, or the rewrite makes weights or the
+            logits on a probe input `nan` or infinite (no adapter of a broken model is written).
     """
     # ----- CHECKS -----
     from peft import PeftModel
@@ -149,6 +157,8 @@ def export_peft(
     if isinstance(base_model, PeftModel):
         raise ExportError("Pass the plain base model, not a PeftModel: call `.get_base_model()` or unload it first.")
     gradiend.check_base_model(base_model)
+    check_output_folder(save_directory, KIND_ADAPTER, overwrite=overwrite)
+    check_rewrite_finite(gradiend, base_model, feature_factor, learning_rate, part=part)
     save_directory = os.path.abspath(os.fspath(save_directory))
     base_name = resolve_base_model_name(gradiend, base_model, base_model_name_or_path)
     objective = resolve_objective(gradiend, base_model)
@@ -204,7 +214,7 @@ def export_peft(
         for done in [n for n in pending if not any(missing[i] for i in units_of.get(n, []))]:
             del pending[done]
 
-    with staged_directory(save_directory, last=(MANIFEST_NAME, "adapter_config.json")) as staging:
+    with atomic_folder(save_directory, KIND_ADAPTER, overwrite=overwrite) as staging:
         for name, targets in groups.items():
             is_default = name == DEFAULT_ADAPTER
             config = lora_config(
@@ -228,29 +238,29 @@ def export_peft(
             "base_model_name_or_path": base_name,
             "num_covered_parameters": len(gradiend.param_names),
         }
-        with open(os.path.join(staging, MANIFEST_NAME), "w") as f:
-            json.dump(manifest, f, indent=2)
+        atomic_write_json(os.path.join(staging, MANIFEST_NAME), manifest)
 
-    report = ExportReport(
-        save_directory=save_directory,
-        adapters=folders,
-        modules=reports,
-        size_bytes=folder_size(save_directory),
-        rank=rank,
-        learning_rate=learning_rate,
-        feature_factor=_jsonable(feature_factor),
-    )
-
-    # ----- KEPT EFFECT -----
-    if evaluate_fn is not None:
-        report.metrics = evaluate_kept_effect(
-            gradiend, base_model, feature_factor, learning_rate, save_directory, evaluate_fn, part=part
+        report = ExportReport(
+            save_directory=save_directory,
+            adapters=folders,
+            modules=reports,
+            size_bytes=folder_size(staging),
+            rank=rank,
+            learning_rate=learning_rate,
+            feature_factor=_jsonable(feature_factor),
         )
-    if model_card:
-        card = render_adapter_card(
-            report, base_model=base_name, objective=objective, gradiend_config=gradiend.config, repo_id=repo_id
-        )
-        card.save(os.path.join(save_directory, "README.md"))
+        check_report_finite(report)
+        # ----- KEPT EFFECT -----
+        if evaluate_fn is not None:
+            # The staged folder is the finished adapter: evaluated before it replaces anything.
+            report.metrics = evaluate_kept_effect(
+                gradiend, base_model, feature_factor, learning_rate, str(staging), evaluate_fn, part=part
+            )
+        if model_card:
+            card = render_adapter_card(
+                report, base_model=base_name, objective=objective, gradiend_config=gradiend.config, repo_id=repo_id
+            )
+            card.save(os.path.join(staging, "README.md"))
     return report
 
 

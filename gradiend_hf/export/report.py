@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import NonFiniteError
+
 
 @dataclass
 class ModuleReport:
@@ -36,17 +38,35 @@ class ModuleReport:
     exact_norm: float = 0.0
 
     @property
+    def is_finite(self) -> bool:
+        return all(math.isfinite(v) for v in (self.delta_norm, self.residual_norm, self.exact_norm))
+
+    @property
     def relative_error(self) -> float:
-        """`‖ΔW − B A‖_F / ‖ΔW‖_F` (0 for an exact or a zero delta)."""
+        """`‖ΔW − B A‖_F / ‖ΔW‖_F` (0 for an exact or a zero delta, `nan` when a norm is not finite)."""
+        if not self.is_finite:
+            return math.nan
         return self.residual_norm / self.delta_norm if self.delta_norm > 0 else 0.0
 
 
 def overall_relative_error(modules: Iterable[ModuleReport]) -> float:
     """`sqrt(Σ residual²) / sqrt(Σ ‖Δ‖²)` over modules: the relative error of the whole update as one vector."""
     modules = list(modules)
+    if not all(m.is_finite for m in modules):
+        return math.nan
     total = math.sqrt(sum(m.delta_norm**2 + m.exact_norm**2 for m in modules))
     residual = math.sqrt(sum(m.residual_norm**2 for m in modules))
     return residual / total if total > 0 else 0.0
+
+
+def check_report_finite(report: ExportReport) -> None:
+    """Raises [`NonFiniteError`] when a module's delta or approximation error is not finite (never report 0)."""
+    broken = [m.module for m in report.modules if not m.is_finite]
+    if broken:
+        raise NonFiniteError(
+            f"The adapter's deltas of {', '.join(broken[:3])} are nan or infinite (the update overflows); no "
+            "adapter was written. Use a smaller learning rate."
+        )
 
 
 @dataclass

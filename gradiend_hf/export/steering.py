@@ -33,12 +33,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..errors import GradiendError, GradiendFileNotFoundError
+from ..io import KIND_STEERING, atomic_folder, atomic_write_json, check_output_folder
+from ..rewrite import check_rewrite_finite
 from .card import render_adapter_card
 from .lora import LORA_LAYER_TYPES, RankSpec, validate_rank
 from .peft_export import resolve_base_model_name, resolve_objective
 from .plan import ExportError, LoraTarget, parameter_owners
-from .report import ExportReport, ModuleReport
-from .writer import folder_size, lora_config, lora_state, staged_directory, write_adapter
+from .report import ExportReport, ModuleReport, check_report_finite
+from .writer import folder_size, lora_config, lora_state, write_adapter
 
 
 MANIFEST_NAME = "gradiend_steering.json"
@@ -69,6 +72,7 @@ def export_steering(
     dtype: torch.dtype | None = None,
     model_card: bool = True,
     repo_id: str | None = None,
+    overwrite: bool = False,
 ) -> ExportReport:
     """Writes steering adapters for `gradiend` (see the module docstring for the layout).
 
@@ -91,6 +95,8 @@ def export_steering(
             Write a `README.md`.
         repo_id (`str`, *optional*):
             Hub id used in the card's quick start.
+        overwrite (`bool`, *optional*, defaults to `False`):
+            Replace another kind of artefact in `save_directory`, which is refused otherwise.
 
     Returns:
         [`ExportReport`]: per adapter and module the rank and relative error; dense deltas are exact.
@@ -105,6 +111,10 @@ def export_steering(
         )
     validate_rank(rank)
     gradiend.check_base_model(base_model)
+    check_output_folder(save_directory, KIND_STEERING, overwrite=overwrite)
+    # Steering scales the feature part at run time: both signs of a unit strength must keep the model working.
+    for strength in (1.0, -1.0):
+        check_rewrite_finite(gradiend, base_model, [strength] * gradiend.config.latent_dim, learning_rate)
     save_directory = os.path.abspath(os.fspath(save_directory))
     base_name = resolve_base_model_name(gradiend, base_model, base_model_name_or_path)
     objective = resolve_objective(gradiend, base_model)
@@ -137,7 +147,7 @@ def export_steering(
     folders: dict[str, str] = {}
     reports: list[ModuleReport] = []
     dense_state: dict[str, torch.Tensor] = {}
-    with staged_directory(save_directory, last=(MANIFEST_NAME,)) as staging:
+    with atomic_folder(save_directory, KIND_STEERING, overwrite=overwrite) as staging:
         for adapter, (kind, j) in parts.items():
             if targets:
                 state, ranks = {}, {}
@@ -186,28 +196,27 @@ def export_steering(
             "rank": rank,
             "base_model_name_or_path": base_name,
         }
-        with open(os.path.join(staging, MANIFEST_NAME), "w") as f:
-            json.dump(manifest, f, indent=2)
-
-    report = ExportReport(
-        save_directory=save_directory,
-        adapters=folders,
-        modules=reports,
-        size_bytes=folder_size(save_directory),
-        rank=rank,
-        learning_rate=learning_rate,
-    )
-    if model_card:
-        card = render_adapter_card(
-            report,
-            base_model=base_name,
-            objective=objective,
-            gradiend_config=gradiend.config,
-            steering=True,
-            dense_deltas=DENSE_DELTAS_NAME,
-            repo_id=repo_id,
+        atomic_write_json(os.path.join(staging, MANIFEST_NAME), manifest)
+        report = ExportReport(
+            save_directory=save_directory,
+            adapters=folders,
+            modules=reports,
+            size_bytes=folder_size(staging),
+            rank=rank,
+            learning_rate=learning_rate,
         )
-        card.save(os.path.join(save_directory, "README.md"))
+        check_report_finite(report)
+        if model_card:
+            card = render_adapter_card(
+                report,
+                base_model=base_name,
+                objective=objective,
+                gradiend_config=gradiend.config,
+                steering=True,
+                dense_deltas=DENSE_DELTAS_NAME,
+                repo_id=repo_id,
+            )
+            card.save(os.path.join(staging, "README.md"))
     return report
 
 
@@ -320,7 +329,7 @@ class SteerableModel:
         values = feature_factor.tolist() if isinstance(feature_factor, torch.Tensor) else feature_factor
         values = [float(v) for v in values] if isinstance(values, (list, tuple)) else [float(values)]
         if len(values) != len(self._state.strengths):
-            raise ValueError(
+            raise GradiendError(
                 f"Expected {len(self._state.strengths)} feature value(s), one per latent dimension, got {values}."
             )
         self._state.strengths = values
@@ -401,7 +410,7 @@ class SteerableModel:
 def read_steering_manifest(directory: str | os.PathLike) -> dict:
     path = os.path.join(os.fspath(directory), MANIFEST_NAME)
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise GradiendFileNotFoundError(
             f"{os.fspath(directory)!r} has no {MANIFEST_NAME}; it is not a steering export. Write one with "
             "`gradiend_hf.export.export_steering(gradiend, base_model, learning_rate, save_directory)`."
         )

@@ -11,12 +11,9 @@ Key layout (peft 0.21, adapter name removed, `base_model.model.` prefix kept):
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from peft import LoraConfig
@@ -191,35 +188,6 @@ def write_adapter(folder: str, config: LoraConfig, state: Mapping[str, torch.Ten
     os.makedirs(folder, exist_ok=True)
     save_file(dict(state), os.path.join(folder, WEIGHTS_NAME), metadata={"format": "pt"})
     config.save_pretrained(folder)
-
-
-@contextlib.contextmanager
-def staged_directory(save_directory: str, last: tuple[str, ...] = (CONFIG_NAME,)) -> Iterator[str]:
-    """Yields a staging folder inside `save_directory` and moves its contents into place when the block succeeds.
-
-    Files named in `last` move last, so an interrupted export never leaves a folder whose config points to missing or
-    stale weights. Sub-folders written by an earlier export are replaced only if they are adapters themselves;
-    anything else of the user's is left alone and reported.
-    """
-    save_directory = os.fspath(save_directory)
-    if os.path.isfile(save_directory):
-        raise ValueError(f"Cannot export an adapter to {save_directory!r}: it is a file, not a folder.")
-    os.makedirs(save_directory, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".gradiend-export-", dir=save_directory)
-    try:
-        yield staging
-        entries = sorted(os.listdir(staging), key=lambda name: (name in last, last.index(name) if name in last else 0))
-        for name in entries:
-            source, target = os.path.join(staging, name), os.path.join(save_directory, name)
-            if os.path.isdir(source) and os.path.isdir(target):
-                if not os.path.exists(os.path.join(target, CONFIG_NAME)):
-                    raise FileExistsError(
-                        f"{target!r} exists and is not an adapter folder; remove it or export to another folder."
-                    )
-                shutil.rmtree(target)
-            os.replace(source, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def folder_size(folder: str) -> int:

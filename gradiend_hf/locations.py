@@ -1,0 +1,149 @@
+"""Where a model is loaded from: a local folder or a Hub id, checked before loading, with the Hub's errors turned
+into one clear [`GradiendLoadError`].
+
+`from_pretrained` treats any string that is not an existing folder as a Hub id, so a mistyped local path ends,
+after several network retries, in "We couldn't connect to 'https://huggingface.co'". [`resolve_location`] says "no
+such folder" at once for what can only be a path, and [`hub_errors`] names the model and the likely cause when a
+Hub id cannot be fetched (offline, no such repo, a gated or private repo, a missing revision).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import validate_repo_id
+
+from .errors import GradiendFileNotFoundError, GradiendLoadError
+from .io import check_complete
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether `name` can be a Hub repo id (`"name"` or `"owner/name"`), as opposed to only a local path."""
+    if not name or name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def resolve_location(name_or_path: str | os.PathLike, what: str = "model") -> str:
+    """Returns the local folder (`~` expanded) or the Hub id to load `what` from.
+
+    Raises:
+        [`GradiendLoadError`]: when `name_or_path` is a file, or cannot be a Hub id and is no existing folder.
+    """
+    name = os.fspath(name_or_path)
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        return path
+    if os.path.exists(path):
+        raise GradiendLoadError(f"The {what} {name!r} is a file; give the folder it was saved to (or a Hub id).")
+    if not is_hub_id(name):
+        raise GradiendFileNotFoundError(
+            f"The {what} folder {name!r} does not exist (and it is not a Hub id). Check the path."
+        )
+    return name
+
+
+@contextlib.contextmanager
+def hub_errors(name: str, what: str = "model") -> Iterator[None]:
+    """Turns the errors of fetching `name` from the Hub into a [`GradiendLoadError`] that names it and the cause.
+
+    Errors about a local folder's contents pass through unchanged.
+    """
+    try:
+        yield
+    except GradiendLoadError:
+        raise
+    except OSError as error:
+        if os.path.isdir(os.path.expanduser(name)):
+            raise
+        cause = _hub_cause(error)
+        if cause is None:
+            raise
+        raise GradiendLoadError(_message(name, what, cause, error)) from error
+
+
+def _hub_cause(error: BaseException) -> BaseException | None:
+    seen = error
+    while seen is not None:
+        if isinstance(
+            seen,
+            (LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError),
+        ):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    if "couldn't connect" in text or "is not a local folder and is not a valid model identifier" in text:
+        return error
+    return None
+
+
+def _message(name: str, what: str, cause: BaseException, error: BaseException) -> str:
+    if isinstance(cause, GatedRepoError):
+        return f"The {what} {name!r} is a gated repo on the Hub; accept its terms and log in (`hf auth login`)."
+    if isinstance(cause, RevisionNotFoundError):
+        return f"The {what} {name!r} has no such revision on the Hub; check the branch, tag or commit."
+    if isinstance(cause, RepositoryNotFoundError) or "not a valid model identifier" in str(error):
+        return (
+            f"The {what} {name!r} is neither a local folder nor a repo on the Hub (or it is private: log in with "
+            "`hf auth login`). Check the name or the path."
+        )
+    return (
+        f"The {what} {name!r} is not a local folder, and the Hub cannot be reached to download it (offline, or "
+        "not cached yet). Give a local folder, or connect and try again."
+    )
+
+
+def check_model_type(model_type: str | None, name: str) -> None:
+    """Raises a [`GradiendLoadError`] unless a config's `model_type` is a GRADIEND's."""
+    if model_type != "gradiend":
+        kind = f"a {model_type!r} model" if model_type else "no model type"
+        raise GradiendLoadError(
+            f"{name!r} holds {kind}, not a GRADIEND (its config.json says model_type={model_type!r}). Load a base "
+            "model with transformers' Auto classes, and a GRADIEND from the folder its `save_pretrained` wrote."
+        )
+
+
+def check_gradiend_folder(folder: str | os.PathLike) -> None:
+    """Raises a [`GradiendLoadError`] unless `folder` holds a complete GRADIEND save with safetensors weights."""
+    folder = os.fspath(folder)
+    check_complete(folder)
+    config_path = os.path.join(folder, "config.json")
+    if not os.path.isfile(config_path):
+        raise GradiendLoadError(
+            f"{folder!r} has no config.json, so it holds no saved GRADIEND (or a save into it was interrupted). "
+            "Give the folder that `save_pretrained` wrote."
+        )
+    try:
+        with open(config_path, encoding="utf-8") as file:
+            model_type = json.load(file).get("model_type")
+    except (OSError, ValueError, AttributeError) as error:
+        raise GradiendLoadError(f"{config_path!r} is not a readable JSON config ({error}).") from None
+    check_model_type(model_type, folder)
+    names = os.listdir(folder)
+    if not any(n in ("model.safetensors", "model.safetensors.index.json") for n in names):
+        pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
+        if pickles:
+            raise GradiendLoadError(
+                f"{folder!r} holds only pickled weights ({', '.join(sorted(pickles)[:3])}), which gradiend-hf does "
+                "not load because unpickling can run arbitrary code. Load them yourself if you trust them and "
+                "re-save the GRADIEND with `save_pretrained` (safetensors)."
+            )
+        raise GradiendLoadError(
+            f"{folder!r} has a GRADIEND config.json but no weights (model.safetensors); the save is incomplete. "
+            "Save the GRADIEND again."
+        )
