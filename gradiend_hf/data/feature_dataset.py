@@ -1,4 +1,4 @@
-"""`make_feature_dataset`: masked rows of a two-class feature from raw text."""
+"""`make_feature_dataset`: masked rows of a feature with two or more classes from raw text."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any, Literal
 
 from datasets import DatasetDict, DatasetInfo
 
-from .classes import FeatureClasses, match_casing
-from .errors import FeatureDataError, NoMatchError, NoTextError
-from .masking import MASK, WordMatch, choose_occurrence, find_class_words
-from .schema import feature_dataset_features, rows_to_dataset
+from .casing import always_capitalised_words, recase, starts_capitalised
+from .classes import FeatureClasses
+from .errors import EmptyClassError, FeatureDataError, NoMatchError, NoTextError
+from .masking import MASK, ClassScan, WordMatch, scan_sentences
+from .schema import feature_dataset_features, multiclass_dataset_features, rows_to_dataset
 from .splits import SPLITS, normalize_split_ratios, split_rows, split_words
 from .text import split_sentences
 
@@ -30,27 +31,33 @@ def make_feature_dataset(
     min_words: int = 3,
     max_words: int = 64,
     language: str = "en",
+    capitalised_words: Sequence[str] | None = None,
 ) -> DatasetDict:
-    """Build a GRADIEND feature dataset from raw text: one masked class word per row, with its alternative.
+    """Build a GRADIEND feature dataset from raw text: one masked class word per row, with its alternative(s).
 
     The text is split into sentences (`split_sentences`, identical sentences kept once). A word matches a class
     when it equals one of the class words, as a whole word and ignoring case ("he" matches "He" and "HE", not
     "then" or "shed"). Masking policy (see `choose_occurrence`): a sentence gives at most one row; a sentence
-    with words of both classes gives none, so the masked text never shows a word of the other class; otherwise
+    with words of two classes gives none, so the masked text never shows a word of another class; otherwise
     the first occurrence with at least `min_left_context_words` words before it becomes `[MASK]`, and other
-    words of the same class stay.
+    words of the same class stay. So no sentence is in two rows, let alone in two splits.
 
-    The alternative word of a row is drawn (seeded) from the other class with probability proportional to how
-    often each of its words occurs in the text, and takes the casing of the factual word (`He` -> `She`,
-    `HE` -> `SHE`). Every row is labelled +1 if its factual word belongs to the first class of `classes` and -1 if
-    it belongs to the second one; the class order is also written into each split's `info.description`.
+    The alternative word of a row for another class is drawn (seeded) from that class with probability
+    proportional to how often each of its words occurs in the text, and is cased for the blank (`He` -> `She`,
+    `HE` -> `SHE`; with English `I`, `and I went` -> `and we went`, `We went` -> `I went`, see `recase`).
+
+    With **two classes** every row is labelled +1 if its factual word belongs to the first class of `classes` and -1
+    if it belongs to the second one, and has one `alternative` (of the other class). With **three or more classes**
+    a row has an `alternatives` mapping instead, one word per class, so that it serves every transition from its
+    class to any other; `pair_view`, `one_vs_rest_view` and `merged_view` (`gradiend_hf.data.views`) give the
+    two-class datasets a GRADIEND trains on. The class order is written into each split's `info.description`.
 
     Args:
         texts (`str` or iterable of `str`): Raw prose (a single string is one text). Blank lines separate
             paragraphs; single line breaks are wrapped lines.
-        classes (`Mapping[str, Sequence[str]]`): Exactly two classes, name -> words, e.g.
-            `{"M": ["he"], "F": ["she"]}` or `{"3SG": ["he", "she", "it"], "3PL": ["they"]}`. Words are single
-            words (letters and digits) and no word may belong to both classes.
+        classes (`Mapping[str, Sequence[str]]`): Two or more classes, name -> words, e.g.
+            `{"M": ["he"], "F": ["she"]}` or `{"1SG": ["i"], "1PL": ["we"], "3SG": ["he", "she", "it"]}`. Words are
+            single words (letters and digits) and no word may belong to two classes.
         min_left_context_words (`int`, *optional*, defaults to 0): Fewest words before the masked word. Decoder-only
             (causal) models see only the text left of `[MASK]`; use 10 for them (as the built-in datasets do).
         max_rows_per_class (`int`, *optional*): Keep at most this many rows per class (a seeded random sample).
@@ -66,18 +73,25 @@ def make_feature_dataset(
             whole (for input that is already one sentence per item).
         min_words (`int`, *optional*, defaults to 3): Shortest sentence, in words.
         max_words (`int`, *optional*, defaults to 64): Longest sentence, in words.
-        language (`str`, *optional*, defaults to `"en"`): Language of the sentence splitter.
+        language (`str`, *optional*, defaults to `"en"`): Language of the sentence splitter and of the words that
+            are capitalised in every position (English: `I`).
+        capitalised_words (sequence of `str`, *optional*): Words capitalised in every position, instead of the
+            language's (e.g. German nouns of a feature); `[]` treats every word by its written casing only.
 
     Returns:
-        `datasets.DatasetDict`: Splits `train`, `validation` and `test` with the string columns `text`, `masked`
-        (exactly one `[MASK]`), `factual`, `alternative`, `factual_class`, `alternative_class` and the integer
-        columns `label` (+1 / -1) and `left_context_words`. `masked.replace("[MASK]", factual) == text`.
+        `datasets.DatasetDict`: Splits `train`, `validation` and `test`. Two classes: the string columns `text`,
+        `masked` (exactly one `[MASK]`), `factual`, `alternative`, `factual_class`, `alternative_class` and the
+        integer columns `label` (+1 / -1) and `left_context_words` (`FEATURE_COLUMNS`). Three or more classes:
+        `text`, `masked`, `factual`, `factual_class`, `alternatives` (class -> word, the row's own class -> its
+        factual word) and `left_context_words` (`MULTICLASS_COLUMNS`). `masked.replace("[MASK]", factual) == text`.
 
     Raises:
-        `ClassCountError`, `InvalidWordError`, `OverlappingClassesError`: If `classes` is not two classes of
+        `ClassCountError`, `InvalidWordError`, `OverlappingClassesError`: If `classes` is not two or more classes of
             distinct single words.
         `NoTextError`: If the text holds no sentence.
         `NoMatchError`: If no word of a class occurs in the text.
+        `EmptyClassError`: If every sentence with a word of a class was dropped (words of two classes, or too
+            little left context), so the class has no row.
         `NotEnoughRowsError`: If a class has fewer rows than the splits need (`NotEnoughWordsError` for
             `split_by="word"` with too few distinct words).
     """
@@ -89,6 +103,7 @@ def make_feature_dataset(
         raise FeatureDataError(f"min_left_context_words must be >= 0, got {min_left_context_words}.")
     if max_rows_per_class is not None and max_rows_per_class < 1:
         raise FeatureDataError(f"max_rows_per_class must be None or >= 1, got {max_rows_per_class}.")
+    capitalised = always_capitalised_words(language, capitalised_words)
 
     sentences = split_sentences(
         texts, language=language, min_words=min_words, max_words=max_words, segment=segment, deduplicate=True
@@ -98,34 +113,19 @@ def make_feature_dataset(
             f"No sentence with {min_words} to {max_words} words was found in the text. Pass prose (a string or a "
             "list of strings), or relax min_words/max_words."
         )
-
-    word_to_class = feature_classes.word_to_class
-    frequencies: list[Counter[str]] = [Counter(), Counter()]
-    candidates: list[list[tuple[str, WordMatch]]] = [[], []]
-    for sentence in sentences:
-        matches = find_class_words(sentence, word_to_class)
-        for match in matches:
-            frequencies[match.class_index][match.surface.lower()] += 1
-        chosen = choose_occurrence(sentence, matches, min_left_context_words)
-        if chosen is not None:
-            candidates[chosen.class_index].append((sentence, chosen))
-    for index, name in enumerate(feature_classes.names):
-        if not frequencies[index]:
-            raise NoMatchError(
-                f"No word of class {name!r} ({', '.join(feature_classes.words[index])}) occurs in the text "
-                f"({len(sentences)} sentences). Add text that uses these words or change the class words."
-            )
+    scan = scan_sentences(sentences, feature_classes, min_left_context_words)
+    _check_every_class_has_rows(scan, feature_classes, len(sentences), min_left_context_words)
 
     # One random stream per purpose, so that e.g. changing max_rows_per_class does not reshuffle the splits of
     # the rows that stay.
     sample_rng, alternative_rng, split_rng, order_rng = (random.Random(f"{seed}:{part}") for part in range(4))
     splits: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
     for index, name in enumerate(feature_classes.names):
-        class_candidates = candidates[index]
+        class_candidates = scan.candidates[index]
         if max_rows_per_class is not None and len(class_candidates) > max_rows_per_class:
             keep = sorted(sample_rng.sample(range(len(class_candidates)), max_rows_per_class))
             class_candidates = [class_candidates[i] for i in keep]
-        rows = _rows(class_candidates, feature_classes, frequencies[1 - index], alternative_rng)
+        rows = _rows(class_candidates, index, feature_classes, scan.frequencies, alternative_rng, capitalised)
         ids = range(len(rows))
         if split_by == "word":
             by_split = split_words(ids, [row["factual"].lower() for row in rows], ratios, split_rng, class_name=name)
@@ -134,7 +134,8 @@ def make_feature_dataset(
         for split, row_ids in by_split.items():
             splits[split].extend(rows[i] for i in row_ids)
 
-    features = feature_dataset_features()
+    two_classes = len(feature_classes) == 2
+    features = feature_dataset_features() if two_classes else multiclass_dataset_features(feature_classes.names)
     info = DatasetInfo(
         features=features,
         description=(
@@ -149,30 +150,65 @@ def make_feature_dataset(
     return result
 
 
+def _check_every_class_has_rows(
+    scan: ClassScan, feature_classes: FeatureClasses, num_sentences: int, min_left_context_words: int
+) -> None:
+    """Raise `NoMatchError` for a class whose words never occur, `EmptyClassError` for one without any row."""
+    for index, name in enumerate(feature_classes.names):
+        if not scan.frequencies[index]:
+            raise NoMatchError(
+                f"No word of class {name!r} ({', '.join(feature_classes.words[index])}) occurs in the text "
+                f"({num_sentences} sentences). Add text that uses these words or change the class words."
+            )
+    for index, name in enumerate(feature_classes.names):
+        if not scan.candidates[index]:
+            seen, mixed = scan.sentences_with[index], scan.mixed_sentences[index]
+            raise EmptyClassError(
+                f"Class {name!r} has 0 usable rows: its words occur in {seen} sentence(s), {mixed} of which also "
+                f"contain a word of another class, and the other {seen - mixed} have fewer than "
+                f"min_left_context_words={min_left_context_words} words before every class word. A sentence with "
+                "words of two classes gives no row (the masked text would show the other word). Give more text, "
+                "lower min_left_context_words, or merge the classes that occur together."
+            )
+
+
 def _rows(
     candidates: list[tuple[str, WordMatch]],
+    class_index: int,
     feature_classes: FeatureClasses,
-    other_frequencies: Counter[str],
+    frequencies: list[Counter[str]],
     rng: random.Random,
+    capitalised: frozenset[str],
 ) -> list[dict[str, Any]]:
-    """Turn the chosen occurrences of one class into rows, drawing each alternative from the other class."""
-    if not candidates:
-        return []
-    other_words = sorted(other_frequencies)
-    weights = [other_frequencies[word] for word in other_words]
+    """Turn the chosen occurrences of one class into rows, drawing one alternative per other class.
+
+    The draws go class by class in class order, one per row and other class, so two-class data uses the random
+    stream exactly as it always has (one draw per row) and keeps its alternatives for the same seed.
+    """
+    names = feature_classes.names
+    vocabularies = [(sorted(counts), [counts[word] for word in sorted(counts)]) for counts in frequencies]
     rows = []
     for sentence, match in candidates:
-        alternative = rng.choices(other_words, weights=weights)[0]
-        rows.append(
-            {
-                "text": sentence,
-                "masked": match.mask(sentence),
-                "factual": match.surface,
-                "alternative": match_casing(match.surface, alternative),
-                "factual_class": feature_classes.names[match.class_index],
-                "alternative_class": feature_classes.names[1 - match.class_index],
-                "label": feature_classes.label(match.class_index),
-                "left_context_words": match.left_context_words,
+        capitalised_position = starts_capitalised(sentence, match.start)
+        alternatives = {}
+        for other, (words, weights) in enumerate(vocabularies):
+            if other == class_index:
+                alternatives[names[other]] = match.surface
+                continue
+            word = rng.choices(words, weights=weights)[0]
+            alternatives[names[other]] = recase(
+                match.surface, word, capitalised_position=capitalised_position, always_capitalised=capitalised
+            )
+        row: dict[str, Any] = {"text": sentence, "masked": match.mask(sentence), "factual": match.surface}
+        if len(names) == 2:
+            other_name = names[1 - class_index]
+            row |= {
+                "alternative": alternatives[other_name],
+                "factual_class": names[class_index],
+                "alternative_class": other_name,
+                "label": feature_classes.label(class_index),
             }
-        )
+        else:
+            row |= {"factual_class": names[class_index], "alternatives": alternatives}
+        rows.append(row | {"left_context_words": match.left_context_words})
     return rows

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
+from .classes import FeatureClasses
 from .text import iter_words
 
 
@@ -18,7 +20,7 @@ class WordMatch:
 
     Attributes:
         surface (`str`): The word as written in the sentence (its casing is kept).
-        class_index (`int`): 0 for the first class, 1 for the second.
+        class_index (`int`): Index of its class in the feature's class order.
         start (`int`), end (`int`): Character span of the word in the sentence.
         left_context_words (`int`): Number of words before it in the sentence.
     """
@@ -49,8 +51,8 @@ def choose_occurrence(sentence: str, matches: list[WordMatch], min_left_context_
 
     The policy, chosen so that a row never gives its answer away and never contradicts its label:
 
-    - a sentence with words of **both** classes gives no row: masking one of them would leave a word of the other
-      class in view (e.g. "she told him he was late" for he/she);
+    - a sentence with words of **two (or more)** classes gives no row: masking one of them would leave a word of
+      another class in view (e.g. "she told him he was late" for he/she);
     - a sentence that already contains the literal `[MASK]` gives no row, so every row has exactly one;
     - otherwise the **first** occurrence with at least `min_left_context_words` words before it is masked, and only
       that one. Later words of the same class stay as they are (they are natural text and agree with the label).
@@ -73,3 +75,57 @@ def choose_occurrence(sentence: str, matches: list[WordMatch], min_left_context_
         if match.left_context_words >= min_left_context_words:
             return match
     return None
+
+
+@dataclass
+class ClassScan:
+    """What `scan_sentences` found, per class (lists are indexed like the feature's classes).
+
+    Attributes:
+        frequencies (`list[Counter[str]]`): Occurrences of each lower-cased class word in all sentences; the
+            alternatives of a class are drawn with these weights.
+        candidates (`list[list[tuple[str, WordMatch]]]`): Per class, the sentences that give a row and the
+            occurrence to mask, in sentence order.
+        sentences_with (`list[int]`): Sentences with at least one word of the class.
+        mixed_sentences (`list[int]`): Of those, sentences that also have a word of another class (no row).
+    """
+
+    frequencies: list[Counter[str]]
+    candidates: list[list[tuple[str, WordMatch]]] = field(default_factory=list)
+    sentences_with: list[int] = field(default_factory=list)
+    mixed_sentences: list[int] = field(default_factory=list)
+
+
+def scan_sentences(
+    sentences: Sequence[str], feature_classes: FeatureClasses, min_left_context_words: int = 0
+) -> ClassScan:
+    """Find the class words of every sentence and apply the masking policy (`choose_occurrence`) to each.
+
+    Args:
+        sentences (sequence of `str`): Clean sentences (`split_sentences`).
+        feature_classes (`FeatureClasses`): The classes and their words.
+        min_left_context_words (`int`, *optional*, defaults to 0): Fewest words before the masked word.
+
+    Returns:
+        `ClassScan`: Word frequencies, row candidates and per-class sentence counts.
+    """
+    num_classes = len(feature_classes.names)
+    scan = ClassScan(
+        frequencies=[Counter() for _ in range(num_classes)],
+        candidates=[[] for _ in range(num_classes)],
+        sentences_with=[0] * num_classes,
+        mixed_sentences=[0] * num_classes,
+    )
+    word_to_class = feature_classes.word_to_class
+    for sentence in sentences:
+        matches = find_class_words(sentence, word_to_class)
+        for match in matches:
+            scan.frequencies[match.class_index][match.surface.lower()] += 1
+        present = {match.class_index for match in matches}
+        for class_index in present:
+            scan.sentences_with[class_index] += 1
+            scan.mixed_sentences[class_index] += len(present) > 1
+        chosen = choose_occurrence(sentence, matches, min_left_context_words)
+        if chosen is not None:
+            scan.candidates[chosen.class_index].append((sentence, chosen))
+    return scan

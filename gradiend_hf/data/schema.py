@@ -1,7 +1,8 @@
-"""Column schema shared by the dataset builders and the built-in dataset loader."""
+"""Column schemas shared by the dataset builders, the views and the built-in dataset loader."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from datasets import Dataset, DatasetInfo, Features, NamedSplit, Value
@@ -34,6 +35,34 @@ def feature_dataset_features() -> Features:
             "factual_class": Value("string"),
             "alternative_class": Value("string"),
             "label": Value("int64"),
+            "left_context_words": Value("int64"),
+        }
+    )
+
+
+MULTICLASS_COLUMNS = ("text", "masked", "factual", "factual_class", "alternatives", "left_context_words")
+"""Columns of a feature dataset with three or more classes (see `multiclass_dataset_features`)."""
+
+
+def multiclass_dataset_features(class_names: Sequence[str]) -> Features:
+    """Features of a split of a feature dataset with three or more classes: one row per sentence.
+
+    `alternatives` has one string field per class, in class order: the word that fills the blank for that class,
+    cased for the blank. The field of the row's own class (`factual_class`) holds the factual word, so every
+    transition of the row, the identity one included, reads `alternatives[target_class]`. A field is `None` where a
+    row has no transition to that class (only in views that restrict transitions, never in data built from text).
+    Pair, one-vs-rest and merged views (`gradiend_hf.data.views`) turn these rows into the two-class schema.
+
+    Args:
+        class_names (sequence of `str`): The class names, in the feature's class order.
+    """
+    return Features(
+        {
+            "text": Value("string"),
+            "masked": Value("string"),
+            "factual": Value("string"),
+            "factual_class": Value("string"),
+            "alternatives": {name: Value("string") for name in class_names},
             "left_context_words": Value("int64"),
         }
     )

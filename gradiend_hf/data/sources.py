@@ -16,7 +16,7 @@ from .classes import FeatureClasses
 from .errors import FeatureDataError, UnknownBuiltinError
 from .feature_dataset import make_feature_dataset
 from .neutral import make_neutral_dataset
-from .schema import FEATURE_COLUMNS
+from .schema import FEATURE_COLUMNS, MULTICLASS_COLUMNS
 
 
 _FILE_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
@@ -103,8 +103,9 @@ def load_feature_data(
 ) -> DatasetDict:
     """Feature rows with train/validation/test splits from a built-in name, local files or a Hub dataset.
 
-    Data that already has the feature columns (`masked`, `factual`, …) and the three splits is used as it is; raw
-    text (a `text` column, or `.txt` lines) is turned into rows with [`make_feature_dataset`] and `classes`.
+    Data that already has the feature columns (`masked`, `factual`, …, or `alternatives` for three or more classes)
+    and the three splits is used as it is; raw text (a `text` column, or `.txt` lines) is turned into rows with
+    [`make_feature_dataset`] and `classes`.
 
     Raises:
         FeatureDataError: for unreadable sources (binary, not UTF-8, not a dataset), an unknown built-in name (with
@@ -120,7 +121,7 @@ def load_feature_data(
         FeatureClasses.from_mapping(classes)  # bad class words fail before any text is read
     data = _load_any(source)
     columns = set((next(iter(data.values())) if isinstance(data, DatasetDict) else data).column_names)
-    if set(FEATURE_COLUMNS) <= columns:
+    if set(FEATURE_COLUMNS) <= columns or set(MULTICLASS_COLUMNS) <= columns:
         if isinstance(data, DatasetDict) and {"train", "validation", "test"} <= set(data):
             return data
         raise FeatureDataError(f"{source!r} has feature columns but not the splits train, validation and test.")

@@ -46,7 +46,7 @@ def split_sizes(num_rows: int, ratios: Mapping[str, float], *, class_name: str) 
     if num_rows < len(wanted):
         raise NotEnoughRowsError(
             f"Class {class_name!r} has {num_rows} usable row(s) but the splits {wanted} need at least one each. "
-            "Sentences that also contain a word of the other class, or with fewer than min_left_context_words words "
+            "Sentences that also contain a word of another class, or with fewer than min_left_context_words words "
             "before the class word, give no row. Give more text, lower min_left_context_words, or set the ratio of "
             "a split to 0."
         )
