@@ -88,9 +88,9 @@ def run_reference(model, tokenizer, gradiend, data, neutral, rows, texts):
     """Deep copy per grid point, tokenization per grid point (the reference package's DecoderEvaluator)."""
     import torch
 
-    from gradiend_hf import get_objective
     from gradiend_hf.evaluation import ClassProbabilityScorer, LanguageModelingScorer
     from gradiend_hf.evaluation.rows import class_words, sample_by_class, sample_texts
+    from gradiend_hf.objectives import get_objective
     from gradiend_hf.rewrite import add_update_
 
     objective = get_objective(model, tokenizer)
@@ -173,8 +173,8 @@ def bench_decoder(rows: int, texts: int) -> None:
 def bench_encoder(rows: int) -> None:
     import torch
 
-    from gradiend_hf import get_objective
     from gradiend_hf.gradients import encode_rows, encode_rows_loop
+    from gradiend_hf.objectives import get_objective
 
     model, tokenizer, gradiend, data, _ = setup("backbone", rows, 0)
     objective = get_objective(model, tokenizer)

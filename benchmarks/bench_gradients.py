@@ -25,8 +25,9 @@ from transformers import BertConfig, BertForMaskedLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gradiend_hf import GradiendModel, get_objective  # noqa: E402
+from gradiend_hf import GradiendModel  # noqa: E402
 from gradiend_hf.gradients import encode_rows, encode_rows_loop, group_gradients  # noqa: E402
+from gradiend_hf.objectives import get_objective
 from tests.tiny_models import masked_rows, wordpiece_tokenizer  # noqa: E402
 
 

@@ -31,12 +31,14 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from .base_models import load_base_model
+from .card_utils import hub_id
+from .data import builtin_info, list_builtin
 from .errors import GradiendError
-from .evaluation.feature_factor import feature_classes_and_positive, feature_factor_for
 from .evaluation.metrics import EvaluationError
 from .evaluation.probabilities import class_token_ids
 from .gradients import encode_rows
-from .model_card import hub_id, reading_row
+from .modeling_gradiend import GradiendModel
 from .objectives import MASK, ObjectiveError, get_objective
 from .rewrite import RewriteSession
 
@@ -65,8 +67,8 @@ def resolve_class_words(config, class_words: Mapping[str, Sequence[str]] | None 
     Raises:
         ValueError: when none of these names words for both classes.
     """
-    classes, _ = feature_classes_and_positive(config)
-    for candidate in (class_words, getattr(config, "class_words", None), _builtin_class_words(classes)):
+    classes, _ = config.classes_and_positive()
+    for candidate in (class_words, config.class_words, _builtin_class_words(classes)):
         if candidate and all(candidate.get(name) for name in classes):
             return {name: [str(word) for word in candidate[name]] for name in classes}
     raise GradiendError(
@@ -77,8 +79,6 @@ def resolve_class_words(config, class_words: Mapping[str, Sequence[str]] | None 
 
 
 def _builtin_class_words(classes: list[str]) -> dict[str, list[str]] | None:
-    from .data import builtin_info, list_builtin
-
     for name in list_builtin():
         info = builtin_info(name)
         if info.get("kind") == "feature" and set(info.get("classes") or {}) == set(classes):
@@ -127,25 +127,27 @@ class GradiendDemo:
         self.base_model = base_model.eval()
         self.tokenizer = tokenizer
         self.config = gradiend.config
-        self.classes, self.positive_class = feature_classes_and_positive(self.config)
+        self.classes, self.positive_class = self.config.classes_and_positive()
         self.class_words = resolve_class_words(self.config, class_words)
         self.objective = get_objective(self.config.objective or base_model, tokenizer, model=base_model)
-        self.is_causal = self.objective.name == "causal_lm"
+        self.is_causal = not self.objective.reads_right_context
         self.max_chars = int(max_chars)
         self.top_k = int(top_k)
         self.session = RewriteSession(base_model, gradiend)
         self._lock = threading.Lock()
         # Masked LMs score every surface variant of a class's words at the mask (as the decoder evaluation does).
-        self._masked_ids = None if self.is_causal else class_token_ids(tokenizer, self.class_words)
-        self.strengthen = {name: feature_factor_for(self.config, name) for name in self.classes}
+        self._masked_ids = (
+            None if self.objective.class_tokens_per_row else class_token_ids(tokenizer, self.class_words)
+        )
+        self.strengthen = {name: self.config.feature_factor_for(name) for name in self.classes}
 
-        selected = getattr(self.config, "selected_rewrite", None) or {}
-        if selected.get("learning_rate") is not None:
-            self.learning_rate = float(selected["learning_rate"])
-            self.feature_factor = float(selected.get("feature_factor") or 0.0)
-            target = selected.get("target_class")
+        selected = self.config.selected_rewrite
+        if selected is not None and selected.learning_rate is not None:
+            self.learning_rate = float(selected.learning_rate)
+            self.feature_factor = float(selected.feature_factor or 0.0)
+            target = selected.target_class
             self.learning_rate_note = "the rewrite chosen by the decoder evaluation" + (
-                f" ({'strengthens' if selected.get('strengthen', True) else 'weakens'} `{target}`)" if target else ""
+                f" ({'strengthens' if selected.strengthen else 'weakens'} `{target}`)" if target else ""
             )
         else:
             self.feature_factor = 0.0
@@ -174,19 +176,10 @@ class GradiendDemo:
         count = text.count(MASK)
         if count > 1:
             raise DemoInputError(f"Use exactly one {MASK}; the text has {count}.")
-        if self.is_causal:
-            # A causal LM predicts the blank from the text before it: cut there, or treat plain text as the prefix.
-            prefix = text.split(MASK)[0] if count else text
-            if not prefix.strip():
-                raise DemoInputError(f"A causal LM reads the text before {MASK}; write some words before it.")
-            masked = prefix.rstrip() + " " + MASK
-        elif count == 0:
-            raise DemoInputError(
-                f"The text has no {MASK}. Put {MASK} where a word of {self._class_hint()} would go, e.g. "
-                f"'My friend said that {MASK} would come.'"
-            )
-        else:
-            masked = text
+        try:
+            masked = self.objective.row_from_text(text)
+        except ObjectiveError as error:
+            raise DemoInputError(str(error)) from None
         try:
             self.objective.prepare([masked], [self._first_word(self.classes[0])])
         except ObjectiveError as error:
@@ -254,7 +247,7 @@ class GradiendDemo:
         rows = []
         for name in self.classes:
             other = first[self.classes[1] if name == self.classes[0] else self.classes[0]]
-            factual, alternative = reading_row(self.config.source, first[name], other)
+            factual, alternative = self.config.reading_words(first[name], other)
             expected = "+1" if name == self.positive_class else "-1"
             rows.append((first[name], name, expected, factual, alternative))
         words = {w.lower() for ws in self.class_words.values() for w in ws}
@@ -366,11 +359,9 @@ def build_demo(
         `/analyze_example`; the [`GradiendDemo`] behind it is `blocks.gradiend_demo`.
     """
     try:
-        import gradio as gr
+        import gradio as gr  # noqa: PLC0415 (optional dependency)
     except ImportError as error:
         raise ImportError(APP_INSTALL_HINT) from error
-    from .base_models import load_base_model
-    from .modeling_gradiend import GradiendModel
 
     gradiend = gradiend_id_or_path_or_model
     if isinstance(gradiend, (str, os.PathLike)):
@@ -383,7 +374,7 @@ def build_demo(
     elif tokenizer is None:
         raise GradiendError("Pass the base model's `tokenizer` together with `base_model`.")
     demo = GradiendDemo(gradiend, base_model, tokenizer, class_words=class_words, max_chars=max_chars, top_k=top_k)
-    examples = list(examples if examples is not None else getattr(gradiend.config, "examples", None) or [])
+    examples = list(examples if examples is not None else gradiend.config.examples or [])
 
     def ui(handler):
         # Gradio shows a gr.Error as a message (in the page and to API clients) instead of a generic failure.

@@ -5,21 +5,15 @@ from __future__ import annotations
 import os
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
-from .configuration_gradiend import OBJECTIVES
 from .default_model import DEFAULT_BASE_MODEL, resolve_model_name_or_path
 from .errors import GradiendError, GradiendLoadError
-from .locations import hub_errors, resolve_location
+from .loading import hub_errors, resolve_location
+from .objectives import objective_class, objective_of_config
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def objective_of_config(config) -> str:
-    """`"masked_lm"` or `"causal_lm"` from a model config's architectures (causal when unsure)."""
-    architectures = getattr(config, "architectures", None) or []
-    return "masked_lm" if any(a.endswith("ForMaskedLM") for a in architectures) else "causal_lm"
 
 
 def load_base_config(name_or_path: str, revision: str | None = None):
@@ -71,8 +65,8 @@ def load_base_model(
         revision = revision or config.base_model_revision
         objective = objective or config.objective
     name = os.fspath(name)
-    if objective is not None and objective not in OBJECTIVES:
-        raise GradiendError(f"Unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}.")
+    if objective is not None:
+        objective_class(objective)  # an unknown name is an error before anything loads
     if isinstance(dtype, str):
         if dtype not in DTYPES:
             raise GradiendError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
@@ -80,7 +74,7 @@ def load_base_model(
     base_config = load_base_config(name, revision)
     path = resolve_location(resolve_model_name_or_path(name), "base model")
     objective = objective or objective_of_config(base_config)
-    auto = AutoModelForMaskedLM if objective == "masked_lm" else AutoModelForCausalLM
+    auto = objective_class(objective).auto_model_class()
     with hub_errors(path, "base model"):
         model = auto.from_pretrained(path, revision=revision, dtype=dtype).eval()
     tokenizer_path = resolve_location(resolve_model_name_or_path(tokenizer), "tokenizer") if tokenizer else path

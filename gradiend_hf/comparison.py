@@ -8,7 +8,7 @@
   the figures in [`gradiend_hf.comparison_plots`].
 
 Everything is computed one base parameter at a time: the cosine accumulates per-parameter Gram matrices, top-k sets
-are chosen with [`gradiend_hf.pruning.select_topk`] (no concatenation). Only the full Spearman correlation
+are chosen with [`gradiend_hf.topk.select_topk`] (no concatenation). Only the full Spearman correlation
 (`measure="spearman"` with `k=None`) needs every entry at once, because ranks are global: it holds one float32 vector of
 all compared entries per GRADIEND (pass `k` to rank only the union of two GRADIENDs' top-k entries instead).
 
@@ -30,8 +30,13 @@ import pandas as pd
 import torch
 
 from .errors import GradiendError
-from .modeling_gradiend import IMPORTANCE_PARTS, escape_parameter_name
-from .pruning import resolve_k, select_topk
+from .evaluation.rows import resolve_split, sample_by_class
+from .gradiend_modules import escape_parameter_name
+from .gradients import encode_texts
+from .importance import IMPORTANCE_PARTS
+from .objectives import get_objective
+from .topk import resolve_k, select_topk
+from .training_data import feature_classes_of
 
 
 MEASURES = ("cosine", "cosine_signed", "spearman", "spearman_signed", "topk_overlap", "mass_overlap")
@@ -415,12 +420,6 @@ def cross_encoding_matrix(
         `pd.DataFrame`: rows = GRADIEND names, columns = `"<feature>:<class>"`; `attrs["counts"]` holds the number
         of rows behind each cell.
     """
-    from .evaluation.rows import resolve_split, sample_by_class
-    from .evaluation.runtime import eval_mode
-    from .gradients import encode_rows
-    from .objectives import get_objective
-    from .training_data import feature_classes_of
-
     named = named_gradiends(gradiends)
     for gradiend in named.values():
         gradiend.check_base_model(base_model)
@@ -436,16 +435,9 @@ def cross_encoding_matrix(
             [r["masked"] for r in picked], [r["factual"] for r in picked], [r["alternative"] for r in picked]
         )
         picked = [r for r, ok in zip(picked, usable) if ok]
+        texts = ([r["masked"] for r in picked], [r["factual"] for r in picked], [r["alternative"] for r in picked])
         for name, gradiend in named.items():
-            encodings = []
-            with eval_mode(base_model), torch.no_grad():
-                for start in range(0, len(picked), batch_size):
-                    chunk = picked[start : start + batch_size]
-                    batch = objective.prepare(
-                        [r["masked"] for r in chunk], [r["factual"] for r in chunk], [r["alternative"] for r in chunk]
-                    )
-                    encodings.append(encode_rows(gradiend, base_model, objective, batch)[:, 0].double().cpu())
-            values = torch.cat(encodings) if encodings else torch.zeros(0, dtype=torch.float64)
+            values = encode_texts(gradiend, base_model, objective, *texts, batch_size)[:, 0]
             column = "alternative_class" if gradiend.config.source == "alternative" else "factual_class"
             towards = np.array([r[column] for r in picked])
             for cls in classes:

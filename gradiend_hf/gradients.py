@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.func import functional_call, jvp
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .errors import GradiendError
 from .objectives import Objective, ObjectiveBatch
@@ -86,14 +87,7 @@ def group_gradients(
 
 def _math_attention():
     """SDPA's fused CPU/GPU kernels have no forward-mode AD; the math backend has."""
-    try:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        return sdpa_kernel(SDPBackend.MATH)
-    except ImportError:  # pragma: no cover - old torch
-        import contextlib
-
-        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
 
 
 @torch.no_grad()
@@ -166,13 +160,7 @@ class _Functional(nn.Module):
             return getattr(self.wrapped_model, name)
 
 
-def encode_rows_loop(
-    gradiend: nn.Module,
-    base_model: nn.Module,
-    objective: Objective,
-    batch: ObjectiveBatch,
-    source: str | None = None,
-) -> torch.Tensor:
+def encode_rows_loop(gradiend, base_model, objective: Objective, batch: ObjectiveBatch, source=None) -> torch.Tensor:
     """Reference path for [`encode_rows`]: one backward pass per row, then `gradiend.encode`."""
     source = source or gradiend.config.source
     encodings = []
@@ -181,3 +169,45 @@ def encode_rows_loop(
         with torch.no_grad():
             encodings.append(gradiend.encode(grads[source]))
     return torch.stack(encodings)
+
+
+def encode_texts(
+    gradiend: nn.Module,
+    base_model: nn.Module,
+    objective: Objective,
+    masked: Sequence[str],
+    factual: Sequence[str],
+    alternative: Sequence[str],
+    batch_size: int = 32,
+) -> torch.Tensor:
+    """Encodings `(rows, latent_dim)` (float64, CPU) of many rows: the one batching loop over [`encode_rows`].
+
+    Rows of similar length share a batch (less padding); the base model is in eval mode while they are encoded and
+    the result follows the order of the rows.
+
+    Args:
+        gradiend (`nn.Module`): The GRADIEND.
+        base_model (`nn.Module`): Its base model.
+        objective ([`Objective`]): How the rows become model inputs.
+        masked, factual, alternative (`Sequence[str]`): The rows' texts (one `[MASK]` each) and words.
+        batch_size (`int`, *optional*, defaults to 32): Rows per forward-mode pass.
+
+    Returns:
+        `torch.Tensor`: one row of feature values per input row.
+    """
+    out = torch.empty(len(masked), gradiend.config.latent_dim, dtype=torch.float64)
+    if not len(masked):
+        return out
+    order = sorted(range(len(masked)), key=lambda i: len(masked[i]))
+    was_training = base_model.training
+    base_model.eval()
+    try:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = objective.prepare(
+                [masked[i] for i in chunk], [factual[i] for i in chunk], [alternative[i] for i in chunk]
+            )
+            out[chunk] = encode_rows(gradiend, base_model, objective, batch).detach().double().cpu()
+    finally:
+        base_model.train(was_training)
+    return out

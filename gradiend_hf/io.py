@@ -33,50 +33,24 @@ import secrets
 import shutil
 import sys
 from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from .errors import GradiendLoadError, GradiendSaveError
+from .artefacts import (
+    INCOMPLETE_NAME,
+    MANIFEST_NAME,
+    STAGING_MARKER,
+    TMP_TAG,
+    check_output_folder,
+    list_files,
+    owned_files,
+    read_manifest,
+)
+from .errors import GradiendSaveError
 
 
 logger = logging.getLogger(__name__)
-
-MANIFEST_NAME = ".gradiend-hf-manifest.json"
-INCOMPLETE_NAME = ".gradiend-incomplete"
-STAGING_MARKER = ".gradiend-staging"
-_TMP_TAG = ".gradiend-tmp-"
-
-KIND_GRADIEND = "gradiend"
-KIND_REWRITE = "rewritten-model"
-KIND_ADAPTER = "peft-adapter"
-KIND_STEERING = "steering"
-KIND_MODEL = "model"  # a model folder gradiend-hf did not write (e.g. a base model); never written by us
-KIND_DEFAULT_MODEL = "default-model"
-KIND_SPACE = "space"
-
-_DESCRIPTIONS = {
-    KIND_GRADIEND: "a GRADIEND",
-    KIND_REWRITE: "a rewritten model",
-    KIND_ADAPTER: "a PEFT adapter",
-    KIND_STEERING: "steering adapters",
-    KIND_MODEL: "a model that gradiend-hf did not write (e.g. a base model)",
-    KIND_DEFAULT_MODEL: "the converted default model",
-    KIND_SPACE: "a Gradio Space",
-}
-
-_WEIGHTS = r"(model|pytorch_model)(-\d{5}-of-\d{5})?\.(safetensors|bin)(\.index\.json)?"
-# Files a writer of each kind owns in a folder written before manifests existed; only weights and configs, whose
-# stale copies would be read together with new ones.
-_LEGACY_OWNED = {
-    KIND_GRADIEND: re.compile(rf"config\.json|README\.md|{_WEIGHTS}"),
-    KIND_MODEL: re.compile(rf"config\.json|generation_config\.json|{_WEIGHTS}"),
-    KIND_REWRITE: re.compile(rf"config\.json|generation_config\.json|{_WEIGHTS}"),
-    KIND_ADAPTER: re.compile(r"adapter_config\.json|adapter_model\.(safetensors|bin)"),
-    KIND_STEERING: re.compile(
-        r"gradiend_steering\.json|steering_deltas\.safetensors|(feature(_\d+)?|bias)/adapter_(config\.json|model\.safetensors)"
-    ),
-}
-
 
 # ---------------------------------------------------------------------------------------------------------------------
 # single files
@@ -93,11 +67,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if path.is_dir():
         raise GradiendSaveError(f"Cannot write the file {str(path)!r}: it is a folder.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob_escape(path.name)}{_TMP_TAG}*"):
+    for stale in path.parent.glob(f".{glob_escape(path.name)}{TMP_TAG}*"):
         if stale.is_file():  # what a write of this file killed halfway left behind
             with contextlib.suppress(OSError):
                 os.remove(stale)
-    temporary = path.parent / f".{path.name}{_TMP_TAG}{secrets.token_hex(4)}{path.suffix}"
+    temporary = path.parent / f".{path.name}{TMP_TAG}{secrets.token_hex(4)}{path.suffix}"
     try:
         yield temporary
         _fsync(temporary)
@@ -136,100 +110,6 @@ def _create(path: Path) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# kinds of folders
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def read_manifest(folder: str | os.PathLike, name: str = MANIFEST_NAME) -> dict | None:
-    """The manifest gradiend-hf wrote into `folder` (a `{"kind", "files"}` JSON file), or `None`."""
-    path = Path(folder) / name
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) and isinstance(value.get("files"), list) else None
-
-
-def folder_kind(folder: str | os.PathLike) -> str | None:
-    """What `folder` holds: one of the `KIND_*` names, or `None` when it is missing, empty or holds no model.
-
-    Reads the manifest; for folders written without one, recognises GRADIENDs and other models by `config.json`,
-    PEFT adapters by `adapter_config.json` and steering folders by `gradiend_steering.json`.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    manifest = read_manifest(folder)
-    if manifest and manifest.get("kind"):
-        return str(manifest["kind"])
-    if (folder / "gradiend_steering.json").is_file():
-        return KIND_STEERING
-    if (folder / "adapter_config.json").is_file():
-        return KIND_ADAPTER
-    config = folder / "config.json"
-    if config.is_file():
-        try:
-            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-        except (OSError, ValueError, AttributeError):
-            model_type = None
-        return KIND_GRADIEND if model_type == "gradiend" else KIND_MODEL
-    return None
-
-
-def describe_kind(kind: str | None) -> str:
-    return _DESCRIPTIONS.get(kind, f"a {kind!r} folder") if kind else "nothing"
-
-
-def check_output_folder(
-    target: str | os.PathLike, kind: str, overwrite: bool = False, what: str | None = None
-) -> Path:
-    """Checks, before any work is done, that [`atomic_folder`] may write `kind` into `target`.
-
-    Args:
-        target (`str` or `os.PathLike`): The folder to write.
-        kind (`str`): What will be written (`KIND_*`).
-        overwrite (`bool`, *optional*, defaults to `False`): Allow replacing another kind of artefact.
-        what (`str`, *optional*): How the error names the target (e.g. `"--output_dir"`).
-
-    Returns:
-        `pathlib.Path`: the resolved target.
-
-    Raises:
-        [`GradiendSaveError`]: when the target is a file, cannot be created or written, or holds another kind.
-    """
-    label = what or "the folder"
-    path = Path(os.path.realpath(os.fspath(target)))
-    if path.exists() and not path.is_dir():
-        raise GradiendSaveError(f"Cannot write {label} {os.fspath(target)!r}: it is a file, not a folder.")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise GradiendSaveError(f"Cannot create {label} {os.fspath(target)!r}: {str(existing)!r} is a file.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise GradiendSaveError(
-            f"Cannot write {label} {os.fspath(target)!r}: {str(existing)!r} is not writable. Choose another folder."
-        )
-    current = folder_kind(path)
-    if current is not None and current != kind and not overwrite:
-        raise GradiendSaveError(
-            f"{label.capitalize()} {os.fspath(target)!r} holds {describe_kind(current)}; writing "
-            f"{describe_kind(kind)} there would mix or destroy it. Choose another folder, or pass overwrite=True "
-            "(--overwrite on the command line) to replace it."
-        )
-    return path
-
-
-def check_complete(folder: str | os.PathLike) -> None:
-    """Raises [`GradiendLoadError`] when `folder` carries the marker of an interrupted in-place save."""
-    if (Path(folder) / INCOMPLETE_NAME).exists():
-        raise GradiendLoadError(
-            f"{os.fspath(folder)!r} holds an interrupted save (it still carries {INCOMPLETE_NAME}); its files may "
-            "come from two different saves. Save the model there again, or load an earlier copy."
-        )
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # folders
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -260,10 +140,10 @@ def atomic_folder(
     staging, lock = _make_staging(target if in_place else target.parent, target.name if not in_place else "")
     try:
         yield staging
-        written = sorted(_files(staging, skip=(STAGING_MARKER, MANIFEST_NAME)))
+        written = sorted(list_files(staging, skip=(STAGING_MARKER, MANIFEST_NAME)))
         old = read_manifest(target) if target.is_dir() else None
         carried_owned = set(old["files"]) if (update and old) else set()
-        files = sorted(set(written) | (carried_owned & set(_files(target))))
+        files = sorted(set(written) | (carried_owned & set(list_files(target))))
         _write_manifest(staging, kind, files)
         _fsync_tree(staging)
         if in_place:
@@ -281,7 +161,7 @@ def copy_folder(source: str | os.PathLike, target: str | os.PathLike, kind: str)
     writer replaces files, never edits them in place, so the copies stay independent)."""
     source = Path(source)
     with atomic_folder(target, kind, overwrite=True) as staging:
-        for rel in _files(source, skip=(MANIFEST_NAME, INCOMPLETE_NAME, STAGING_MARKER)):
+        for rel in list_files(source, skip=(MANIFEST_NAME, INCOMPLETE_NAME, STAGING_MARKER)):
             _link(source / rel, staging / rel)
     return Path(target)
 
@@ -290,7 +170,7 @@ def clean_leftovers(target: str | os.PathLike) -> None:
     """Removes what interrupted saves of `target` left behind (never a file of the user's)."""
     target = Path(target)
     if target.parent.is_dir():
-        for leftover in target.parent.glob(f".{glob_escape(target.name)}{_TMP_TAG}*"):
+        for leftover in target.parent.glob(f".{glob_escape(target.name)}{TMP_TAG}*"):
             if not leftover.is_dir():
                 continue
             if (leftover / STAGING_MARKER).exists():
@@ -299,7 +179,7 @@ def clean_leftovers(target: str | os.PathLike) -> None:
             elif target.is_dir():
                 _retire(leftover, target)  # the previous content, swapped out but not yet cleaned up
     if target.is_dir():
-        for leftover in target.glob(f"*{_TMP_TAG}*"):
+        for leftover in target.glob(f"*{TMP_TAG}*"):
             if leftover.is_dir() and (leftover / STAGING_MARKER).exists() and not _in_use(leftover):
                 shutil.rmtree(leftover, ignore_errors=True)
             elif leftover.is_file():  # a single-file write inside the folder that was killed halfway
@@ -319,7 +199,7 @@ def _make_staging(parent: Path, name: str) -> tuple[Path, int]:
     The marker tells a later cleanup that the folder was never swapped in, so it may be deleted whole; the lock
     (released by the kernel when the writing process dies) tells it whether a living save still owns the folder.
     """
-    staging = parent / f"{'.' + name if name else ''}{_TMP_TAG}{secrets.token_hex(6)}"
+    staging = parent / f"{'.' + name if name else ''}{TMP_TAG}{secrets.token_hex(6)}"
     os.mkdir(staging, 0o777)
     lock = _create(staging / STAGING_MARKER)
     fcntl.flock(lock, fcntl.LOCK_EX)
@@ -393,11 +273,11 @@ def _commit_swap(staging: Path, target: Path, update: bool) -> None:
 
 def _carry(source: Path, staging: Path, update: bool) -> None:
     """Links the files of `source` that the new save keeps into `staging` (those it did not write itself)."""
-    owned = set() if update else _owned(source)
-    for rel in _files(source, skip=(MANIFEST_NAME, INCOMPLETE_NAME, STAGING_MARKER)):
+    owned = set() if update else owned_files(source)
+    for rel in list_files(source, skip=(MANIFEST_NAME, INCOMPLETE_NAME, STAGING_MARKER)):
         if rel in owned or (staging / rel).exists() or (staging / rel).is_symlink():
             continue
-        if _TMP_TAG in rel.split("/")[0]:
+        if TMP_TAG in rel.split("/")[0]:
             continue
         _link(source / rel, staging / rel)
 
@@ -413,29 +293,18 @@ def _link(source: Path, destination: Path) -> None:
         shutil.copy2(source, destination)
 
 
-def _owned(folder: Path) -> set[str]:
-    """The files of `folder` that an earlier save of gradiend-hf wrote (from its manifest, else by name)."""
-    # An in-place save that was interrupted moved in some of the files its marker lists: they are ours too.
-    interrupted = read_manifest(folder, INCOMPLETE_NAME) or {"files": []}
-    manifest = read_manifest(folder)
-    if manifest is not None:
-        return {str(name) for name in manifest["files"] + interrupted["files"]}
-    pattern = _LEGACY_OWNED.get(folder_kind(folder) or "")
-    legacy = {rel for rel in _files(folder) if pattern.fullmatch(rel)} if pattern is not None else set()
-    return legacy | {str(name) for name in interrupted["files"]}
-
-
 def _retire(old: Path, target: Path) -> None:
     """Cleans up the previous content of `target` after a swap; files of the user's that the new folder lacks (one
     written in the moment before the swap) are moved into it, never deleted."""
-    owned = _owned(old)
+    owned = owned_files(old)
+    rewritten = set((read_manifest(target) or {"files": []})["files"])  # the new save replaced these on purpose
     kept = []
-    for rel in _files(old):
+    for rel in list_files(old):
         path, new = old / rel, target / rel
         if rel in owned or rel in (MANIFEST_NAME, STAGING_MARKER, INCOMPLETE_NAME):
             os.remove(path)
         elif new.exists() or new.is_symlink():
-            if _same_file(path, new):
+            if rel in rewritten or _same_file(path, new):
                 os.remove(path)
             else:
                 kept.append(rel)
@@ -482,8 +351,8 @@ def _equal_bytes(a: Path, b: Path) -> bool:
 def _commit_in_place(staging: Path, target: Path, update: bool) -> None:
     """Moves the staged files into `target` one by one behind the incomplete-marker (see the module docstring)."""
     target.mkdir(parents=True, exist_ok=True)
-    owned = set() if update else _owned(target)
-    written = _files(staging, skip=(STAGING_MARKER,))
+    owned = set() if update else owned_files(target)
+    written = list_files(staging, skip=(STAGING_MARKER,))
     atomic_write_text(target / INCOMPLETE_NAME, json.dumps({"staging": staging.name, "files": written}))
     last = ("config.json", "adapter_config.json", "gradiend_steering.json", MANIFEST_NAME)
     for rel in sorted(written, key=lambda name: (name in last, last.index(name) if name in last else 0, name)):
@@ -498,7 +367,6 @@ def _commit_in_place(staging: Path, target: Path, update: bool) -> None:
 
 
 def _write_manifest(staging: Path, kind: str, files: list[str]) -> None:
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         library_version = version("gradiend-hf")
@@ -508,19 +376,6 @@ def _write_manifest(staging: Path, kind: str, files: list[str]) -> None:
     with open(_create(staging / MANIFEST_NAME), "w", encoding="utf-8") as file:
         json.dump(record, file, indent=2)
         file.write("\n")
-
-
-def _files(folder: Path, skip: tuple[str, ...] = ()) -> list[str]:
-    """Relative paths (with `/`) of the files and symlinks under `folder`, without the top-level names in `skip`."""
-    found = []
-    for root, dirs, names in os.walk(folder):
-        rel_root = os.path.relpath(root, folder)
-        for name in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-            rel = name if rel_root == "." else f"{rel_root}/{name}".replace(os.sep, "/")
-            if rel not in skip:
-                found.append(rel)
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
-    return found
 
 
 def _fsync(path: Path) -> None:
@@ -534,7 +389,7 @@ def _fsync(path: Path) -> None:
 
 
 def _fsync_tree(folder: Path) -> None:
-    for rel in _files(folder):
+    for rel in list_files(folder):
         if not (folder / rel).is_symlink():
             _fsync(folder / rel)
     _fsync(folder)

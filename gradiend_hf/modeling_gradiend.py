@@ -10,190 +10,56 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
 from torch import nn
-from transformers import PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers.utils import logging
 
+from .artefacts import KIND_GRADIEND
 from .configuration_gradiend import GradiendConfig
-from .errors import GradiendError, GradiendLoadError, NonFiniteError
-from .io import KIND_GRADIEND, atomic_folder, atomic_write_json
-from .locations import check_gradiend_folder, check_model_type, hub_errors, resolve_location
+from .errors import GradiendError, NonFiniteError
+from .export import export_peft
+from .gradiend_modules import (
+    ACTIVATIONS,
+    GradiendDecoder,
+    GradiendEncoder,
+    GradiendKeptPositions,
+    GradiendOutput,
+    GradiendPreTrainedModel,
+    SquaredReconstruction,
+    escape_parameter_name,
+)
+from .hub import push_gradiend
+from .importance import GradiendImportanceMixin
+from .io import atomic_folder, atomic_write_json
+from .loading import (
+    check_gradiend_source,
+    check_loading_info,
+    gradiend_load_errors,
+    resolve_location,
+    safetensors_only,
+)
+from .model_card import build_gradiend_card
+from .objectives import detect_objective
 from .params import check_parameters_match, parameter_shapes, select_parameters
+from .rewrite import rewrite
 
-
-try:  # transformers>=5 skips tensors that were loaded from a checkpoint
-    from transformers import initialization as init
-except ImportError:  # pragma: no cover - transformers 4.x
-    from torch.nn import init
 
 TRAINING_ARGS_NAME = "training_args.json"
-IMPORTANCE_PARTS = ("decoder-weight", "encoder-weight", "decoder-bias", "decoder-sum")
 UPDATE_PARTS = ("decoder", "decoder-weight", "decoder-bias", "decoder-sum", "encoder-weight")
 
-_ACTIVATIONS = {
-    "tanh": torch.tanh,
-    "id": lambda x: x,
-    "relu": F.relu,
-    "leakyrelu": F.leaky_relu,
-    "gelu": F.gelu,
-    "silu": F.silu,
-    "elu": F.elu,
-    "sigmoid": torch.sigmoid,
-    "hardtanh": F.hardtanh,
-}
+logger = logging.get_logger(__name__)
 
 
-def escape_parameter_name(name: str) -> str:
-    """Turns a base parameter name into a `ParameterDict` key (keys may not contain dots)."""
-    return name.replace(".", "__")
-
-
-def _mismatched_shapes(model_class, folder: str) -> list[str]:
-    """`"key: file (a, b), config (c, d)"` for every tensor of a local checkpoint whose shape the config does not give."""
-    config = GradiendConfig.from_pretrained(folder)
+def _expected_shapes(model_class, folder: str) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes the config in `folder` asks for (built on the meta device: no memory)."""
     with torch.device("meta"):
-        expected = {key: tuple(value.shape) for key, value in model_class(config).state_dict().items()}
-    found = []
-    for name in sorted(os.listdir(folder)):
-        if name.startswith("model") and name.endswith(".safetensors"):
-            with safe_open(os.path.join(folder, name), framework="pt") as file:
-                for key in file.keys():
-                    shape = tuple(file.get_slice(key).get_shape())
-                    if key in expected and expected[key] != shape:
-                        found.append(f"{key}: file {shape}, config {expected[key]}")
-    return found
+        model = model_class(GradiendConfig.from_pretrained(folder))
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
-@dataclass
-class GradiendOutput(ModelOutput):
-    """Output of [`GradiendModel.forward`].
-
-    Args:
-        loss (`torch.FloatTensor`, *optional*):
-            Mean squared reconstruction error over all `n` entries (and the batch), when targets were given.
-        encodings (`torch.FloatTensor` of shape `(batch, latent_dim)` or `(latent_dim,)`):
-            The feature values of the source gradients.
-    """
-
-    loss: torch.FloatTensor | None = None
-    encodings: torch.FloatTensor | None = None
-
-
-class GradiendEncoder(nn.Module):
-    """`h = act(Σ_p W_p · g_p + b)`: one `(latent_dim, numel_p)` weight per base parameter `p`."""
-
-    def __init__(self, keys: Sequence[str], numels: Sequence[int], latent_dim: int):
-        super().__init__()
-        self.weight = nn.ParameterDict(
-            {key: nn.Parameter(torch.empty(latent_dim, numel)) for key, numel in zip(keys, numels)}
-        )
-        self.bias = nn.Parameter(torch.empty(latent_dim))
-
-
-class GradiendDecoder(nn.Module):
-    """`u_p(h) = act(W_p · h + b_p)`: one `(numel_p, latent_dim)` weight and `(numel_p,)` bias per parameter."""
-
-    def __init__(self, keys: Sequence[str], numels: Sequence[int], latent_dim: int, bias: bool):
-        super().__init__()
-        self.weight = nn.ParameterDict(
-            {key: nn.Parameter(torch.empty(numel, latent_dim)) for key, numel in zip(keys, numels)}
-        )
-        self.bias = (
-            nn.ParameterDict({key: nn.Parameter(torch.empty(numel)) for key, numel in zip(keys, numels)})
-            if bias
-            else None
-        )
-
-
-class GradiendKeptPositions(nn.Module):
-    """The flat base-parameter positions a pruned GRADIEND keeps: one sorted int64 buffer per partially kept parameter.
-
-    Only parameters that keep fewer than all of their entries get a buffer (state-dict key `kept.<key>`, saved in the
-    safetensors file next to the weights); a parameter without one is covered in full.
-    """
-
-    def __init__(self, keys: Sequence[str], counts: Sequence[int], numels: Sequence[int]):
-        super().__init__()
-        for key, count, numel in zip(keys, counts, numels):
-            if count < numel:
-                self.register_buffer(key, torch.zeros(count, dtype=torch.long))
-
-    def get(self, key: str) -> torch.Tensor | None:
-        return self._buffers.get(key)
-
-
-class _SquaredReconstructionError(torch.autograd.Function):
-    """`Σ (h · Wᵀ + b − t)²` for one parameter chunk, with a hand-written backward.
-
-    The residual `r = h · Wᵀ + b − t` is the only saved tensor; the backward pass turns it in place into `2r`, which
-    is the bias gradient (summed over the batch) and gives `∂/∂W = 2rᵀh` and `∂/∂h = 2rW`.
-    """
-
-    @staticmethod
-    def forward(ctx, h, weight, bias, target):
-        residual = torch.addmm(bias, h, weight.T).sub_(target)
-        ctx.save_for_backward(h, weight, residual)
-        return residual.pow(2).sum()
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        h, weight, residual = ctx.saved_tensors
-        scaled = residual.mul_(2 * grad_output)
-        grad_h = scaled @ weight if ctx.needs_input_grad[0] else None
-        grad_weight = scaled.T @ h if ctx.needs_input_grad[1] else None
-        grad_bias = (scaled[0] if scaled.shape[0] == 1 else scaled.sum(0)) if ctx.needs_input_grad[2] else None
-        return grad_h, grad_weight, grad_bias, None
-
-
-class GradiendPreTrainedModel(PreTrainedModel):
-    config_class = GradiendConfig
-    base_model_prefix = "gradiend"
-    main_input_name = "source_gradients"
-    _no_split_modules = []
-    supports_gradient_checkpointing = False
-
-    @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        """Initialises like the reference: the encoder as `nn.Linear(n, latent_dim)` over the TOTAL n, the decoder
-        uniformly in ±(largest encoder weight).
-
-        Works on the `ParameterDict`s themselves: transformers skips a custom module whose direct parameters are all
-        loaded, and the encoder/decoder modules hold theirs one level down. Uses `transformers.initialization`, which
-        leaves tensors loaded from a checkpoint untouched. Children are initialised before parents and the encoder
-        before the decoder, so the decoder's bound is read from an initialised encoder.
-        """
-        if isinstance(module, GradiendKeptPositions):
-            # Kept positions come from pruning or from the checkpoint; -1 marks any that came from neither, so
-            # `check_kept_positions` can reject a checkpoint that lacks them instead of reading garbage.
-            for buffer in module.buffers(recurse=False):
-                init.constant_(buffer, -1)
-            return
-        encoder, decoder = getattr(self, "encoder", None), getattr(self, "decoder", None)
-        if encoder is None or decoder is None:
-            return
-        # nn.Linear's default (kaiming_uniform with a=sqrt(5)) gives a bound of 1/sqrt(fan_in) for W and b.
-        bound = 1.0 / math.sqrt(max(self.config.num_base_parameters, 1))
-        if module is encoder.weight:
-            for weight in module.values():
-                init.uniform_(weight, -bound, bound)
-        elif module is encoder:
-            init.uniform_(module.bias, -bound, bound)
-        elif module is decoder.weight or (decoder.bias is not None and module is decoder.bias):
-            encoder_weights = list(encoder.weight.values())
-            if not encoder_weights or any(w.is_meta for w in encoder_weights):
-                return
-            limit = max(float(w.max()) for w in encoder_weights)
-            for value in module.values():
-                init.uniform_(value, -limit, limit)
-
-
-class GradiendModel(GradiendPreTrainedModel):
+class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
     r"""
     A GRADIEND for one feature of a base language model.
 
@@ -255,8 +121,6 @@ class GradiendModel(GradiendPreTrainedModel):
         Returns:
             [`GradiendModel`]: A freshly initialised GRADIEND on the CPU.
         """
-        from .objectives import detect_objective
-
         names = select_parameters(base_model, params)
         base_config = getattr(base_model, "config", None)
         config_kwargs.setdefault("base_model_name_or_path", getattr(base_config, "_name_or_path", None) or None)
@@ -296,75 +160,14 @@ class GradiendModel(GradiendPreTrainedModel):
             [`GradiendModel`]
         """
         name = resolve_location(pretrained_model_name_or_path, "GRADIEND")
-        if kwargs.get("use_safetensors") is False:
-            raise GradiendLoadError("GRADIENDs load from safetensors only; `use_safetensors=False` is not supported.")
-        kwargs["use_safetensors"] = True
+        kwargs = safetensors_only(kwargs)
         want_info = kwargs.pop("output_loading_info", False)
-        hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
-        if os.path.isdir(name):
-            check_gradiend_folder(name)
-        else:
-            with hub_errors(name, "GRADIEND"):
-                config_dict, _ = GradiendConfig.get_config_dict(name, **hub_kwargs)
-            check_model_type(config_dict.get("model_type"), name)
-        with hub_errors(name, "GRADIEND"):
-            try:
-                model, info = super().from_pretrained(name, *args, output_loading_info=True, **kwargs)
-            except SafetensorError as error:
-                raise GradiendLoadError(
-                    f"A weights file of the GRADIEND {name!r} is corrupt or truncated ({error}); an interrupted copy "
-                    "or download? Save or download it again."
-                ) from None
-            except RuntimeError as error:
-                if "ignore_mismatched_sizes" not in str(error):
-                    raise
-                shapes = _mismatched_shapes(cls, name) if os.path.isdir(name) else []
-                raise GradiendLoadError(
-                    f"The weights of the GRADIEND {name!r} do not match its config.json (tensors of other shapes"
-                    f"{': ' + '; '.join(shapes[:3]) if shapes else ''}): the checkpoint was edited, or its config and "
-                    "weights come from different saves. Re-save the GRADIEND from a model that loads."
-                ) from None
-            except OSError as error:
-                if "safetensors" in str(error) and not os.path.isdir(name):
-                    raise GradiendLoadError(
-                        f"The GRADIEND {name!r} has no safetensors weights (only pickled ones, which gradiend-hf "
-                        "does not load because unpickling can run code). Re-save it with `save_pretrained`."
-                    ) from error
-                raise
-        missing_kept = sorted(k for k in info.get("missing_keys") or () if str(k).startswith("kept."))
-        if missing_kept:
-            raise GradiendLoadError(
-                f"The kept positions of the pruned GRADIEND {name!r} are missing or corrupt (the checkpoint lacks "
-                f"{missing_kept[0]!r}). Re-save the pruned GRADIEND, or prune the full GRADIEND again."
-            )
-        problems = []
-        for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-            keys = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get(kind) or ())
-            if keys:
-                problems.append(f"{kind.replace('_keys', '')} tensors {keys[:3]}{' …' if len(keys) > 3 else ''}")
-        if problems:
-            raise GradiendLoadError(
-                f"The weights of the GRADIEND {name!r} do not match its config.json ({'; '.join(problems)}): the "
-                "checkpoint is incomplete, edited, or its config and weights come from different saves. Re-save "
-                "the GRADIEND from a model that loads."
-            )
+        check_gradiend_source(name, GradiendConfig, kwargs)
+        with gradiend_load_errors(name, lambda: _expected_shapes(cls, name)):
+            model, info = super().from_pretrained(name, *args, output_loading_info=True, **kwargs)
+        check_loading_info(info, name)
         model.check_kept_positions()
         return (model, info) if want_info else model
-
-    @torch.no_grad()
-    def check_kept_positions(self) -> None:
-        """Raises a clear error unless every kept-position buffer is strictly increasing and inside its parameter."""
-        for name, shape in zip(self.param_names, self.param_shapes):
-            kept = self.kept_positions(name)
-            if kept is None or kept.is_meta:
-                continue
-            numel = math.prod(shape)
-            if kept.numel() and (kept[0] < 0 or kept[-1] >= numel or (kept.numel() > 1 and (kept.diff() <= 0).any())):
-                raise GradiendError(
-                    f"The kept positions of {name!r} are missing or corrupt (they must be increasing flat positions "
-                    f"below {numel}); the checkpoint lacks `kept.{escape_parameter_name(name)}` or was edited. "
-                    "Re-save the pruned GRADIEND, or prune the full GRADIEND again."
-                )
 
     def check_base_model(self, base_model: nn.Module) -> None:
         """Raises a clear error if `base_model` lacks a covered parameter or has it with another shape."""
@@ -373,7 +176,7 @@ class GradiendModel(GradiendPreTrainedModel):
     # ------------------------------------------------------------------ encoder / decoder
 
     def _activation(self, which: str):
-        return _ACTIVATIONS[getattr(self.config, f"activation_{which}")]
+        return ACTIVATIONS[self.config.activation_encoder if which == "encoder" else self.config.activation_decoder]
 
     def _flat_gradient(self, gradients: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ...]) -> torch.Tensor:
         if name not in gradients:
@@ -425,34 +228,6 @@ class GradiendModel(GradiendPreTrainedModel):
             value = self.scatter_kept(name, self._decode_one(key, h))
             out[name] = value.reshape(value.shape[0], *shape) if batched else value.reshape(shape)
         return out
-
-    # ------------------------------------------------------------------ pruned positions
-
-    def kept_positions(self, name: str) -> torch.Tensor | None:
-        """The sorted flat positions of base parameter `name` that this (pruned) GRADIEND reads and writes.
-
-        Returns:
-            `torch.LongTensor` or `None`: `None` when every entry of the parameter is covered (always for an unpruned
-            GRADIEND).
-        """
-        return self.kept.get(escape_parameter_name(name))
-
-    def gather_kept(self, name: str, flat: torch.Tensor) -> torch.Tensor:
-        """Restricts `(batch, numel)` values of base parameter `name` to the GRADIEND's kept entries."""
-        kept = self.kept_positions(name)
-        return flat if kept is None else flat.index_select(-1, kept.to(flat.device))
-
-    def scatter_kept(self, name: str, values: torch.Tensor) -> torch.Tensor:
-        """Places `(..., kept)` values of base parameter `name` into zeros of `(..., numel)` (the identity unpruned).
-
-        Entries the GRADIEND does not cover get 0: a pruned GRADIEND never moves them.
-        """
-        kept = self.kept_positions(name)
-        if kept is None:
-            return values
-        numel = math.prod(self.param_shapes[self.param_names.index(name)])
-        full = values.new_zeros(*values.shape[:-1], numel)
-        return full.index_copy_(-1, kept.to(values.device), values)
 
     def _decode_one(self, key: str, h: torch.Tensor) -> torch.Tensor:
         """`act(h · W_pᵀ + b_p)` for one parameter, shape `(batch, numel_p)`."""
@@ -508,7 +283,7 @@ class GradiendModel(GradiendPreTrainedModel):
         """Mean squared error between `decode(encodings)` and the targets, over all `n` entries and the batch.
 
         With the identity decoder activation (the default) each parameter's error goes through
-        [`_SquaredReconstructionError`], which keeps one residual per entry instead of the several n-sized
+        [`SquaredReconstruction`], which keeps one residual per entry instead of the several n-sized
         temporaries autograd would save, and reuses it as the decoder-bias gradient.
         """
         h, batched = (encodings, True) if encodings.dim() == 2 else (encodings.reshape(1, -1), False)
@@ -520,7 +295,7 @@ class GradiendModel(GradiendPreTrainedModel):
             target = target_gradients[name].to(device=weight.device, dtype=weight.dtype).reshape(h.shape[0], -1)
             target = self.gather_kept(name, target)
             if fused:
-                term = _SquaredReconstructionError.apply(h.to(weight.dtype), weight, self.decoder.bias[key], target)
+                term = SquaredReconstruction.apply(h.to(weight.dtype), weight, self.decoder.bias[key], target)
             else:
                 decoded = self._activation("decoder")(
                     h.to(weight.dtype) @ weight.T + (self.decoder.bias[key] if self.decoder.bias is not None else 0)
@@ -564,131 +339,15 @@ class GradiendModel(GradiendPreTrainedModel):
             value = self._decode_one(key, h)[0] if part == "decoder" else self._static_part(part, key)
             yield name, self.scatter_kept(name, value.mul_(learning_rate)).reshape(shape)
 
-    def _static_part(self, part: str, key: str) -> torch.Tensor:
-        if part == "encoder-weight":
-            return self.encoder.weight[key].sum(0)
-        weight = self.decoder.weight[key].sum(1)
-        bias = self.decoder.bias[key] if self.decoder.bias is not None else torch.zeros_like(weight)
-        if part == "decoder-weight":
-            return weight
-        if part == "decoder-bias":
-            return bias.clone()
-        return weight + bias  # decoder-sum
-
-    @torch.no_grad()
-    def get_weight_importance(self, part: str = "decoder-weight") -> dict[str, torch.Tensor]:
-        """Importance of every covered base-parameter entry.
-
-        Args:
-            part (`str`, *optional*, defaults to `"decoder-weight"`):
-                `"decoder-weight"`: Σ_j |W_d[i, j]|; `"encoder-weight"`: Σ_j |W_e[j, i]|; `"decoder-bias"`: |b_i|;
-                `"decoder-sum"`: |Σ_j W_d[i, j] + b_i|.
-
-        Returns:
-            `dict[str, torch.Tensor]`: base parameter name → non-negative importance in the parameter's shape (0 at
-            entries a pruned GRADIEND does not cover).
-        """
-        return {
-            name: self.scatter_kept(name, value).reshape(shape)
-            for (name, value), shape in zip(self.iter_kept_importance(part), self.param_shapes)
-        }
-
-    @torch.no_grad()
-    def iter_kept_importance(self, part: str = "decoder-weight"):
-        """Yields `(name, importance)` per covered parameter, one value per GRADIEND input dimension (the kept
-        entries, in the order of [`kept_positions`]; all entries, flat, when unpruned). See [`get_weight_importance`].
-        """
-        if part not in IMPORTANCE_PARTS:
-            raise GradiendError(f"Unknown importance part {part!r}; choose one of {', '.join(IMPORTANCE_PARTS)}.")
-        for name, key in zip(self.param_names, self.param_keys):
-            if part == "decoder-weight":
-                value = self.decoder.weight[key].abs().sum(1)
-            elif part == "encoder-weight":
-                value = self.encoder.weight[key].abs().sum(0)
-            else:
-                value = self._static_part(part, key).abs()
-            yield name, value
-
-    @torch.no_grad()
-    def topk(self, k: int, part: str = "decoder-weight") -> list[dict[str, Any]]:
-        """The `k` most important base-parameter entries, without building one flat vector of all `n` entries.
-
-        Args:
-            k (`int`): How many entries to return.
-            part (`str`, *optional*, defaults to `"decoder-weight"`): Importance definition, see
-                [`get_weight_importance`].
-
-        Returns:
-            `list[dict]`: most important first; each with `parameter` (base name), `position` (index tuple in the
-            parameter), `global_index` (position in the concatenation of all covered parameters in GRADIEND order,
-            comparable across GRADIENDs with the same `config.selection_fingerprint`; a pruned GRADIEND counts in
-            the selection it was pruned from) and `importance`.
-        """
-        if k < 1:
-            raise GradiendError(f"`k` must be at least 1, got {k}.")
-        # Per-parameter candidates, then one merge: never a flat vector of all n entries. A pruned GRADIEND ranks
-        # only its kept entries, mapped back to base-parameter positions, so indices match the unpruned GRADIEND's.
-        candidates_values, candidates_param, candidates_local = [], [], []
-        for param_pos, (name, value) in enumerate(self.iter_kept_importance(part)):
-            flat = value.reshape(-1).float().cpu()
-            top = torch.topk(flat, min(k, flat.numel()))
-            kept = self.kept_positions(name)
-            candidates_values.append(top.values)
-            candidates_param.append(torch.full_like(top.indices, param_pos))
-            candidates_local.append(top.indices if kept is None else kept.cpu()[top.indices])
-        values = torch.cat(candidates_values)
-        best = torch.topk(values, min(k, values.numel()))
-        params = torch.cat(candidates_param)[best.indices].tolist()
-        locals_ = torch.cat(candidates_local)[best.indices].tolist()
-        offsets = self.config.global_offsets
-        results = []
-        for value, param_pos, local in zip(best.values.tolist(), params, locals_):
-            global_index = offsets[param_pos] + local
-            shape = self.param_shapes[param_pos]
-            position = tuple(int(i) for i in torch.unravel_index(torch.tensor(local), shape)) if shape else ()
-            results.append(
-                {
-                    "parameter": self.param_names[param_pos],
-                    "position": position,
-                    "global_index": int(global_index),
-                    "importance": float(value),
-                }
-            )
-        return results
-
-    def prune(self, k: int | float, part: str = "decoder-weight") -> GradiendModel:
-        """Returns a smaller GRADIEND that keeps only the `k` most important entries; see
-        [`gradiend_hf.pruning.post_prune`]."""
-        from .pruning import post_prune
-
-        return post_prune(self, k, part=part)
-
-    def rewrite(
-        self,
-        base_model: nn.Module,
-        feature_factor: float | Sequence[float],
-        learning_rate: float,
-        inplace: bool = False,
-        part: str = "decoder",
-    ) -> nn.Module:
+    def rewrite(self, base_model: nn.Module, feature_factor, learning_rate: float, inplace=False, part="decoder"):
         """Returns `base_model` rewritten with `learning_rate · u(feature_factor)`; see [`gradiend_hf.rewrite.rewrite`]."""
-        from .rewrite import rewrite
-
         return rewrite(self, base_model, feature_factor, learning_rate, inplace=inplace, part=part)
 
     def export_peft(
-        self,
-        base_model: nn.Module,
-        feature_factor: float | Sequence[float],
-        learning_rate: float,
-        save_directory: str | os.PathLike,
-        rank: int | float | str = "full",
-        **kwargs: Any,
+        self, base_model: nn.Module, feature_factor, learning_rate: float, save_directory, rank="full", **kwargs
     ):
         """Writes the rewrite `learning_rate · u(feature_factor)` as a PEFT LoRA adapter; see
         [`gradiend_hf.export.export_peft`]. Returns an [`ExportReport`]."""
-        from .export import export_peft
-
         return export_peft(self, base_model, feature_factor, learning_rate, save_directory, rank=rank, **kwargs)
 
     @torch.no_grad()
@@ -781,8 +440,6 @@ class GradiendModel(GradiendPreTrainedModel):
         Returns:
             `huggingface_hub.ModelCard`
         """
-        from .model_card import build_gradiend_card
-
         model_id = os.fspath(model_id) if model_id is not None else (self.config._name_or_path or "path/to/gradiend")
         return build_gradiend_card(self.config, model_id, dtype=str(self.dtype).replace("torch.", ""), **kwargs)
 
@@ -790,6 +447,4 @@ class GradiendModel(GradiendPreTrainedModel):
         """Uploads the GRADIEND (weights, config, model card, figures) to the Hub; see
         [`gradiend_hf.hub.push_gradiend`] for the arguments (`revision`, `private`, `token`, `commit_message`,
         `encoder_report`, `decoder_report`, `figures`, …). Returns the commit URL."""
-        from .hub import push_gradiend
-
         return push_gradiend(self, repo_id, **kwargs)

@@ -225,15 +225,7 @@ def train_multi_seed(
         run_args.fail_on_non_convergence = False  # judged over all seeds below
         set_seed(seed)
         gradiend = model_init()
-        trainer = GradiendTrainer(
-            model=gradiend,
-            base_model=base_model,
-            args=run_args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-        )
+        trainer = GradiendTrainer(gradiend, base_model, run_args, train_dataset, eval_dataset, tokenizer, callbacks)
         trainer.train()
         trainer.save_model(run_dir)
         # The final model IS the restored best snapshot; the copy would only double the disk use.

@@ -22,7 +22,7 @@ _LINE_STYLES = ("-", "--", ":", "-.")
 
 def _figure(nrows: int, ncols: int, figsize: tuple[float, float]):
     try:
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # noqa: PLC0415 (optional dependency)
     except ImportError as error:  # pragma: no cover - exercised by the optional-dependency test
         raise ImportError(
             'gradiend_hf.plotting needs matplotlib; install it with `pip install "gradiend-hf[plot]"`.'
@@ -224,7 +224,7 @@ def plot_decoder_grid(decoder_report, save_path: str | os.PathLike | None = None
         the grid has non-positive rates). One line style per feature factor; the unchanged model's values are thin
         dashed horizontal lines, the LMS threshold (0.99 · base) is dotted, and the selected rewrite is a star.
     """
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # noqa: PLC0415 (optional dependency)
 
     grid, base, selected = decoder_report.grid, decoder_report.base, decoder_report.selected
     classes = list(decoder_report.feature_classes)

@@ -14,187 +14,36 @@ records `kept_counts`, the selection it was pruned from (`unpruned_param_names`/
 updates are scattered into the full parameter shapes (other entries get 0) and top-k `global_index` values count in
 the unpruned selection, so they agree before and after pruning.
 
-Choosing the top `k` never concatenates the importances of all parameters: [`select_topk`] finds the k-th largest
-value by bisection on the float bit patterns (31 counting passes over the per-parameter tensors), which is exact and
-needs no memory beyond the importances themselves.
+Choosing the top `k` never concatenates the importances of all parameters ([`gradiend_hf.topk.select_topk`]).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from transformers.utils import logging
 
-from .errors import GradiendError
-from .modeling_gradiend import GradiendModel, escape_parameter_name
+from .gradients import group_gradients
+from .modeling_gradiend import GradiendModel
+from .objectives import get_objective
+from .params import parameter_shapes, select_parameters
+from .topk import PruningError, resolve_k, select_topk
+from .training_data import GroupedFeatureDataset, check_feature_rows, drop_unusable_rows
 
 
 logger = logging.get_logger(__name__)
 
-_POSITIVE_FLOAT_BITS = 2**31  # int32 patterns of non-negative float32 values sort like the values themselves
-
-
-class PruningError(GradiendError):
-    """Raised when a pruning request cannot be met (bad `k`, nothing to keep, no sample gradients)."""
-
-
-def resolve_k(k: int | float, total: int) -> int:
-    """Turns a count or a share into a number of entries to keep.
-
-    Args:
-        k (`int` or `float`): A count (`int` ≥ 1, clipped to `total`) or a share of `total` in (0, 1] (rounded up, at
-            least 1; `1.0` keeps everything).
-        total (`int`): Number of entries to choose from.
-
-    Returns:
-        `int`: between 1 and `total`.
-
-    Raises:
-        PruningError: for a non-positive count, a share outside (0, 1] or a boolean.
-    """
-    if isinstance(k, bool) or not isinstance(k, (int, float)):
-        raise PruningError(f"`k` must be a count (int) or a share in (0, 1] (float), got {k!r}.")
-    if isinstance(k, float):
-        if not 0.0 < k <= 1.0:
-            raise PruningError(f"A share `k` must lie in (0, 1], got {k}; pass an int to keep a fixed count.")
-        return max(1, min(total, math.ceil(k * total)))
-    if k < 1:
-        raise PruningError(f"`k` must keep at least 1 entry, got {k}.")
-    return min(int(k), total)
-
-
-@torch.no_grad()
-def select_topk(scores: Mapping[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
-    """The `k` largest entries of several non-negative score tensors, exactly and without concatenating them.
-
-    The k-th largest value is found by bisection over the int32 bit patterns of the float32 scores (for non-negative
-    floats the patterns are ordered like the values), counting per tensor at each of the 31 steps. Entries strictly
-    above it are kept, and ties at it are broken in favour of the earlier tensor (in `scores` order) and the lower
-    flat position, so the result is deterministic.
-
-    Args:
-        scores (`Mapping[str, torch.Tensor]`): name → non-negative scores of any shape (read flat). NaNs are not
-            allowed.
-        k (`int`): How many entries to keep in total (clipped to the number of entries).
-
-    Returns:
-        `dict[str, torch.LongTensor]`: name → sorted flat positions of its kept entries, for the names that keep at
-        least one entry, in `scores` order.
-    """
-    bits = {}
-    for name, value in scores.items():
-        value = value.detach().reshape(-1).float().abs()  # abs() also turns -0.0 into +0.0
-        if torch.isnan(value).any():
-            raise PruningError(f"The importance of {name!r} contains NaN; the GRADIEND's weights are broken.")
-        bits[name] = value.view(torch.int32)
-    total = sum(b.numel() for b in bits.values())
-    if total == 0:
-        raise PruningError("There is nothing to select from: no entries were scored.")
-    k = min(k, total)
-
-    def count_at_least(threshold: int) -> int:
-        return sum(int((b >= threshold).sum()) for b in bits.values())
-
-    low, high = 0, _POSITIVE_FLOAT_BITS  # count(≥ low) ≥ k holds, count(≥ high) = 0 < k
-    while high - low > 1:
-        middle = (low + high) // 2
-        if count_at_least(middle) >= k:
-            low = middle
-        else:
-            high = middle
-    ties_left = k - count_at_least(low + 1)
-    kept = {}
-    for name, b in bits.items():
-        mask = b > low
-        if ties_left > 0:
-            ties = (b == low).nonzero().reshape(-1)[:ties_left]
-            mask[ties] = True
-            ties_left -= ties.numel()
-        positions = mask.nonzero().reshape(-1)
-        if positions.numel():
-            kept[name] = positions
-    return kept
-
-
 # --------------------------------------------------------------------------- building pruned GRADIENDs
 
 
-def _pruned_config(config, names: Sequence[str], counts: Sequence[int], record: dict[str, Any]):
-    """A copy of `config` covering `names` with `counts` kept entries each, pruned from `config`'s selection."""
-    values = config.to_dict()
-    shapes = dict(zip(config.param_names, config.param_shapes))
-    for field in ("param_fingerprint", "pruned", "model_type", "transformers_version"):
-        values.pop(field, None)
-    values.update(
-        param_names=list(names),
-        param_shapes=[shapes[name] for name in names],
-        kept_counts=[int(c) for c in counts],
-        unpruned_param_names=list(config.selection_names),
-        unpruned_param_shapes=[list(s) for s in config.selection_shapes],
-        pruning=record,
-    )
-    return type(config)(**values)
-
-
-def _set_kept_positions(gradiend: GradiendModel, kept: Mapping[str, torch.Tensor]) -> None:
-    for name, positions in kept.items():
-        buffer = gradiend.kept.get(escape_parameter_name(name))
-        if buffer is not None:  # no buffer: the parameter is kept in full
-            buffer.copy_(positions)
-
-
-@torch.no_grad()
 def post_prune(gradiend: GradiendModel, k: int | float, part: str = "decoder-weight") -> GradiendModel:
-    """A copy of a (trained) GRADIEND that keeps only its `k` most important input dimensions.
-
-    The encoder columns, decoder rows and decoder-bias entries of the kept dimensions are copied unchanged (the
-    encoder bias too), so the pruned GRADIEND computes exactly what the full one computes with all other encoder and
-    decoder weights set to zero. Pruning an already pruned GRADIEND selects among its kept entries.
-
-    Args:
-        gradiend ([`GradiendModel`]): The GRADIEND to prune; it is not changed.
-        k (`int` or `float`): Entries to keep: a count, or a share of the GRADIEND's input dimensions in (0, 1]
-            (rounded up).
-        part (`str`, *optional*, defaults to `"decoder-weight"`): Importance definition, see
-            [`GradiendModel.get_weight_importance`].
-
-    Returns:
-        [`GradiendModel`]: The pruned GRADIEND, on the same device and in the same dtype, in the same train/eval mode.
-
-    Example:
-
-    ```python
-    >>> small = gradiend.prune(0.01)  # keep the top 1 % by decoder-weight importance
-    >>> small.save_pretrained("gradiend-top1pct")
-    ```
-    """
-    total = gradiend.config.num_base_parameters
-    keep = resolve_k(k, total)
-    importance = dict(gradiend.iter_kept_importance(part))
-    selected = select_topk(importance, keep)
-    del importance
-    names = [name for name in gradiend.param_names if name in selected]
-    record = {"method": "post", "k": k, "kept": keep, "part": part, "from_dims": total}
-    config = _pruned_config(gradiend.config, names, [selected[n].numel() for n in names], record)
-    pruned = type(gradiend)(config).to(device=gradiend.device, dtype=gradiend.dtype)
-    pruned.encoder.bias.copy_(gradiend.encoder.bias)
-    base_positions = {}
-    for name in names:
-        key, index = escape_parameter_name(name), selected[name].to(gradiend.device)
-        pruned.encoder.weight[key].copy_(gradiend.encoder.weight[key][:, index])
-        pruned.decoder.weight[key].copy_(gradiend.decoder.weight[key][index])
-        if gradiend.decoder.bias is not None:
-            pruned.decoder.bias[key].copy_(gradiend.decoder.bias[key][index])
-        previous = gradiend.kept_positions(name)
-        base_positions[name] = index if previous is None else previous[index]
-    _set_kept_positions(pruned, base_positions)
-    pruned.train(gradiend.training)
-    logger.info(f"Pruned the GRADIEND from {total:,} to {keep:,} input dimensions ({part} importance).")
-    return pruned
+    """A copy of a (trained) GRADIEND that keeps only its `k` most important input dimensions; see
+    [`GradiendModel.prune`], which does the slicing."""
+    return gradiend.prune(k, part=part)
 
 
 @torch.no_grad()
@@ -228,11 +77,6 @@ def sample_gradient_importance(
     Returns:
         `dict[str, torch.Tensor]`: name → importance in the parameter's shape (float32, on the base model's device).
     """
-    from .gradients import group_gradients
-    from .objectives import get_objective
-    from .trainer import drop_unusable_rows
-    from .training_data import GroupedFeatureDataset, check_feature_rows
-
     if n_samples < 1:
         raise PruningError(f"`n_samples` must be at least 1, got {n_samples}.")
     rows = dataset["train"] if hasattr(dataset, "keys") and "train" in dataset else dataset
@@ -306,8 +150,6 @@ def pre_prune(
     ...                           train_dataset=load_builtin("gender-en"))
     ```
     """
-    from .params import parameter_shapes, select_parameters
-
     source = config_kwargs.setdefault("source", "alternative")
     names = select_parameters(base_model, params)
     shapes = parameter_shapes(base_model, names)
@@ -339,6 +181,6 @@ def pre_prune(
         pruning=record,
         **config_kwargs,
     )
-    _set_kept_positions(gradiend, selected)
+    gradiend.set_kept_positions(selected)
     logger.info(f"Pre-pruned the GRADIEND to {keep:,} of {total:,} entries in {len(kept_names)} parameters.")
     return gradiend

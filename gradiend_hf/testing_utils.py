@@ -28,6 +28,8 @@ from transformers import (
     RobertaForMaskedLM,
 )
 
+from gradiend_hf.data import load_builtin
+
 
 FAMILIES = ("bert", "roberta", "distilbert", "gpt2", "llama")
 MASKED_FAMILIES = ("bert", "roberta", "distilbert")
@@ -51,7 +53,6 @@ CORPUS = [
 @functools.cache
 def _builtin_texts() -> tuple[str, ...]:
     """Sentences of the bundled datasets, so tiny tokenizers read real text in few tokens."""
-    from gradiend_hf.data import load_builtin
 
     texts = []
     for name in ("gender-en", "pronoun-number-en"):
@@ -84,14 +85,8 @@ def wordpiece_tokenizer() -> PreTrainedTokenizerFast:
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
     )
     tok.decoder = decoders.WordPiece()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
+    specials = {"unk_token": "[UNK]", "pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
+    return PreTrainedTokenizerFast(tokenizer_object=tok, mask_token="[MASK]", **specials)
 
 
 @functools.cache
@@ -112,15 +107,9 @@ def byte_bpe_tokenizer(style: str = "gpt2") -> PreTrainedTokenizerFast:
         tok.post_processor = processors.RobertaProcessing(
             ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>"))
         )
+        roles = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
         return PreTrainedTokenizerFast(
-            tokenizer_object=tok,
-            bos_token="<s>",
-            eos_token="</s>",
-            unk_token="<unk>",
-            pad_token="<pad>",
-            cls_token="<s>",
-            sep_token="</s>",
-            mask_token="<mask>",
+            tokenizer_object=tok, cls_token="<s>", sep_token="</s>", mask_token="<mask>", **roles
         )
     if style == "llama":
         tok.post_processor = processors.TemplateProcessing(
@@ -141,80 +130,63 @@ def tokenizer_for(family: str) -> PreTrainedTokenizerFast:
     return byte_bpe_tokenizer("gpt2")
 
 
+# Each family's config class, model class, and the names its config gives hidden size, depth, heads, MLP size and
+# positions (the same small model in every family's vocabulary).
+_FAMILY_SPECS = {
+    "bert": (
+        BertConfig,
+        BertForMaskedLM,
+        ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings"),
+        128,
+        {},
+    ),
+    "roberta": (
+        RobertaConfig,
+        RobertaForMaskedLM,
+        ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings"),
+        130,  # RoBERTa reserves padding_idx + 1 positions
+        {"special": True},
+    ),
+    "distilbert": (
+        DistilBertConfig,
+        DistilBertForMaskedLM,
+        ("dim", "n_layers", "n_heads", "hidden_dim", "max_position_embeddings"),
+        128,
+        {},
+    ),
+    "gpt2": (
+        GPT2Config,
+        GPT2LMHeadModel,
+        ("n_embd", "n_layer", "n_head", None, "n_positions"),
+        128,
+        {"special": True},
+    ),
+    "llama": (
+        LlamaConfig,
+        LlamaForCausalLM,
+        ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings"),
+        128,
+        {"special": True, "num_key_value_heads": 1, "tie_word_embeddings": True},
+    ),
+}
+
+
 def tiny_model(family: str, seed: int = 0, hidden: int = 32, layers: int = 2, attn: str = "eager"):
     """A randomly initialised tiny model of `family`, in eval mode, and its tokenizer."""
-    tokenizer = tokenizer_for(family)
-    vocab = len(tokenizer)
-    torch.manual_seed(seed)
-    common = {"attn_implementation": attn}
-    if family == "bert":
-        config = BertConfig(
-            vocab_size=vocab,
-            hidden_size=hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=2,
-            intermediate_size=2 * hidden,
-            max_position_embeddings=128,
-            pad_token_id=tokenizer.pad_token_id,
-            **common,
-        )
-        model = BertForMaskedLM(config)
-    elif family == "roberta":
-        config = RobertaConfig(
-            vocab_size=vocab,
-            hidden_size=hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=2,
-            intermediate_size=2 * hidden,
-            max_position_embeddings=130,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **common,
-        )
-        model = RobertaForMaskedLM(config)
-    elif family == "distilbert":
-        config = DistilBertConfig(
-            vocab_size=vocab,
-            dim=hidden,
-            n_layers=layers,
-            n_heads=2,
-            hidden_dim=2 * hidden,
-            max_position_embeddings=128,
-            pad_token_id=tokenizer.pad_token_id,
-            **common,
-        )
-        model = DistilBertForMaskedLM(config)
-    elif family == "gpt2":
-        config = GPT2Config(
-            vocab_size=vocab,
-            n_embd=hidden,
-            n_layer=layers,
-            n_head=2,
-            n_positions=128,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **common,
-        )
-        model = GPT2LMHeadModel(config)
-    elif family == "llama":
-        config = LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            intermediate_size=2 * hidden,
-            max_position_embeddings=128,
-            tie_word_embeddings=True,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **common,
-        )
-        model = LlamaForCausalLM(config)
-    else:
+    if family not in _FAMILY_SPECS:
         raise ValueError(f"unknown family {family}")
+    tokenizer = tokenizer_for(family)
+    torch.manual_seed(seed)
+    config_class, model_class, names, positions, extra = _FAMILY_SPECS[family]
+    extra = dict(extra)
+    values = dict(zip(names, (hidden, layers, 2, 2 * hidden, positions)))
+    values.pop(None, None)
+    if extra.pop("special", False):
+        values.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    if extra.pop("pad", True):
+        values["pad_token_id"] = tokenizer.pad_token_id
+    config = config_class(vocab_size=len(tokenizer), attn_implementation=attn, **values, **extra)
+    model = model_class(config)
     model.eval()
     return model, tokenizer
 

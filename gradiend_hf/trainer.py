@@ -10,16 +10,19 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
+from accelerate.utils import gather_object
 from torch import nn
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from .errors import GradiendError, GradiendTrainingError, NonFiniteError
-from .evaluation.encoder import expected_encoding
-from .evaluation.metrics import pearson
-from .gradients import encode_rows, group_gradients
+from .evaluation.metrics import encoder_metrics
+from .gradients import encode_texts, group_gradients
+from .hub import push_gradiend
+from .model_card import write_gradiend_card
 from .modeling_gradiend import TRAINING_ARGS_NAME, GradiendModel
 from .objectives import get_objective
 from .params import GradiendParameterError
@@ -37,6 +40,7 @@ from .training_data import (
     GradiendDataError,
     GroupedFeatureDataset,
     check_feature_rows,
+    drop_unusable_rows,
     feature_classes_of,
 )
 
@@ -214,8 +218,6 @@ class GradiendTrainer(Trainer):
     def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True, **kwargs: Any):
         """Pushes the GRADIEND (weights, config, card; no pickle, no checkpoints) to `args.hub_model_id`; see
         [`gradiend_hf.hub.push_gradiend`]. Returns the commit."""
-        from .hub import push_gradiend
-
         repo_id = self.args.hub_model_id or os.path.basename(os.path.normpath(self.args.output_dir))
         if not self.is_world_process_zero():
             return None
@@ -256,9 +258,12 @@ class GradiendTrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Encodes validation rows (batched, no backward pass per row) and returns the encoder metrics.
 
+        The metrics are those of [`gradiend_hf.evaluation.encoder_metrics`], under the same names: `correlation`,
+        `accuracy` (ternary, boundaries ±0.5), `binary_accuracy` (sign) and the mean encoding of each class.
+
         Returns:
-            `dict[str, float]` with `{prefix}_correlation`, `{prefix}_accuracy`, `{prefix}_mean_<class>` and
-            `{prefix}_rows`.
+            `dict[str, float]` with `{prefix}_correlation`, `{prefix}_accuracy`, `{prefix}_binary_accuracy`,
+            `{prefix}_mean_<class>` and `{prefix}_rows`.
         """
         dataset = eval_dataset if eval_dataset is not None else self.feature_rows["eval"]
         if dataset is None:
@@ -268,20 +273,24 @@ class GradiendTrainer(Trainer):
         check_feature_rows(dataset, "eval_dataset")
         rows = self._evaluation_rows(dataset)
         encodings = self.encode_rows(rows)
-        gradiend = self.accelerator.unwrap_model(self.model)
-        expected = np.array(
-            [expected_encoding(r["factual_class"], r["alternative_class"], gradiend.config) for r in rows],
-            dtype=np.float64,
+        config = self.accelerator.unwrap_model(self.model).config
+        table = pd.DataFrame(
+            {
+                "type": "training",
+                "expected": [config.expected_encoding(r["factual_class"], r["alternative_class"]) for r in rows],
+                "encoding": encodings[:, 0],
+                "factual_class": [r["factual_class"] for r in rows],
+            }
         )
-        values = encodings[:, 0].astype(np.float64)
+        found = encoder_metrics(table)
         metrics = {
-            f"{metric_key_prefix}_correlation": pearson(expected, values) if len(rows) > 1 else 0.0,
-            f"{metric_key_prefix}_accuracy": float(np.mean(np.sign(values) == expected)),
-            f"{metric_key_prefix}_rows": float(len(rows)),
+            f"{metric_key_prefix}_{name}": float(found[name])
+            for name in ("correlation", "accuracy", "binary_accuracy")
+            if name in found
         }
-        for cls in gradiend.config.feature_classes:
-            mask = np.array([r["factual_class"] == cls for r in rows])
-            metrics[f"{metric_key_prefix}_mean_{cls}"] = float(values[mask].mean()) if mask.any() else float("nan")
+        metrics[f"{metric_key_prefix}_rows"] = float(len(rows))
+        for cls in config.feature_classes:
+            metrics[f"{metric_key_prefix}_mean_{cls}"] = float(found["mean_by_class"].get(cls, float("nan")))
         # Callbacks may flip the GRADIEND's sign; log what describes the model after them.
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         self.log(metrics)
@@ -299,20 +308,15 @@ class GradiendTrainer(Trainer):
     @torch.no_grad()
     def encode_rows(self, rows: list[dict[str, Any]]) -> np.ndarray:
         """Per-row encodings `(len(rows), latent_dim)`, split over the processes and gathered."""
-        from accelerate.utils import gather_object
-
         gradiend = self.accelerator.unwrap_model(self.model)
         was_training = gradiend.training
         gradiend.eval()
-        batch_size = self.args.per_device_eval_batch_size
-        local: list[list[float]] = []
         with self.accelerator.split_between_processes(rows, apply_padding=True) as shard:
-            for start in range(0, len(shard), batch_size):
-                chunk = shard[start : start + batch_size]
-                batch = self.objective.prepare(
-                    [r["masked"] for r in chunk], [r["factual"] for r in chunk], [r["alternative"] for r in chunk]
-                )
-                local.extend(encode_rows(gradiend, self.base_model, self.objective, batch).float().cpu().tolist())
+            texts = ([r["masked"] for r in shard], [r["factual"] for r in shard], [r["alternative"] for r in shard])
+            encodings = encode_texts(
+                gradiend, self.base_model, self.objective, *texts, self.args.per_device_eval_batch_size
+            )
+            local = encodings.tolist()
         gradiend.train(was_training)
         gathered = gather_object(local) if self.accelerator.num_processes > 1 else local
         return np.asarray(gathered[: len(rows)], dtype=np.float64).reshape(len(rows), -1)
@@ -321,8 +325,6 @@ class GradiendTrainer(Trainer):
         """Writes the GRADIEND's card (not transformers' generic trainer card) into `output_dir`."""
         if not self.is_world_process_zero():
             return
-        from .model_card import write_gradiend_card
-
         keep = ("learning_rate", "max_steps", "num_train_epochs", "sentences_per_gradient", "seed", "weight_decay")
         write_gradiend_card(
             self.accelerator.unwrap_model(self.model),
@@ -398,29 +400,6 @@ def resolve_checkpoint(checkpoint: str | bool | None, output_dir: str) -> str | 
             f"{checkpoint!r} is not a whole training checkpoint (no {', '.join(missing)}); resume from another one."
         )
     return checkpoint
-
-
-def drop_unusable_rows(dataset, objective, role: str):
-    """Drops rows the objective cannot use (a word the tokenizer splits, e.g. "SHE"), with a warning.
-
-    Raises:
-        GradiendDataError: when no row is left.
-    """
-    flags = objective.usable(dataset["masked"], dataset["factual"], dataset["alternative"])
-    dropped = len(flags) - sum(flags)
-    if dropped == 0:
-        return dataset
-    if dropped == len(flags):
-        raise GradiendDataError(
-            f"None of the {len(flags)} {role} rows can be used with this tokenizer (every target word is split into "
-            "several tokens or unknown). Choose words that are single tokens for it."
-        )
-    words = sorted({w for w, ok in zip(dataset["factual"], flags) if not ok})[:8]
-    logger.warning(
-        f"Dropped {dropped} of {len(flags)} {role} rows whose word is not a single token for this tokenizer "
-        f"(e.g. {', '.join(map(repr, words))})."
-    )
-    return dataset.select([i for i, ok in enumerate(flags) if ok])
 
 
 def _stack(tensors: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:

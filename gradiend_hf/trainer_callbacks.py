@@ -8,8 +8,9 @@ import os
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .artefacts import KIND_GRADIEND
 from .errors import GradiendError, GradiendTrainingError
-from .io import KIND_GRADIEND, copy_folder
+from .io import copy_folder
 from .modeling_gradiend import GradiendModel
 
 

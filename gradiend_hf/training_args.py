@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .artefacts import KIND_GRADIEND, check_output_folder
 from .checks import check_number, check_positive
 from .configuration_gradiend import GRADIENT_KINDS
 from .errors import GradiendError
-from .io import KIND_GRADIEND, check_output_folder
 
 
 @dataclass

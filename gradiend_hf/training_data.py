@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers.utils import logging
 
 from .data.errors import FeatureDataError, InvalidRowError
-from .objectives import MASK, Objective
+from .data.schema import MASK, ROW_COLUMNS
+from .objectives import Objective
 
 
-REQUIRED_COLUMNS = ("masked", "factual", "alternative", "factual_class", "alternative_class")
+REQUIRED_COLUMNS = ROW_COLUMNS
 
+
+logger = logging.get_logger(__name__)
 
 # One error for unusable feature rows, wherever they are found (data building, training, evaluation).
 GradiendDataError = FeatureDataError
@@ -74,6 +78,29 @@ def _check_column(values: Sequence, column: str, name: str) -> None:
             f"`{name}` row {rows[0]}: `{column}` {problem} ({len(rows)} such row(s)). Every row needs a text with "
             f"exactly one {MASK} and the words for it; build rows with `gradiend_hf.data.make_feature_dataset`."
         )
+
+
+def drop_unusable_rows(dataset, objective, role: str):
+    """Drops rows the objective cannot use (a word the tokenizer splits, e.g. "SHE"), with a warning.
+
+    Raises:
+        [`FeatureDataError`]: when no row is left.
+    """
+    flags = objective.usable(dataset["masked"], dataset["factual"], dataset["alternative"])
+    dropped = len(flags) - sum(flags)
+    if dropped == 0:
+        return dataset
+    if dropped == len(flags):
+        raise FeatureDataError(
+            f"None of the {len(flags)} {role} rows can be used with this tokenizer (every target word is split into "
+            "several tokens or unknown). Choose words that are single tokens for it."
+        )
+    words = sorted({w for w, ok in zip(dataset["factual"], flags) if not ok})[:8]
+    logger.warning(
+        f"Dropped {dropped} of {len(flags)} {role} rows whose word is not a single token for this tokenizer "
+        f"(e.g. {', '.join(map(repr, words))})."
+    )
+    return dataset.select([i for i, ok in enumerate(flags) if ok])
 
 
 def feature_classes_of(dataset) -> list[str]:

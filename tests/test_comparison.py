@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from gradiend_hf import GradiendConfig, GradiendModel, get_objective
+from gradiend_hf import GradiendConfig, GradiendModel
 from gradiend_hf.comparison import (
     GradiendComparisonError,
     cross_encoding_matrix,
@@ -28,6 +28,7 @@ from gradiend_hf.comparison_plots import (
 from gradiend_hf.data import load_builtin
 from gradiend_hf.evaluation.rows import sample_by_class
 from gradiend_hf.gradients import encode_rows_loop
+from gradiend_hf.objectives import get_objective
 from gradiend_hf.training_data import feature_classes_of
 
 from .tiny_models import tiny_model

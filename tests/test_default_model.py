@@ -11,6 +11,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 import gradiend_hf.default_model as dm
+from gradiend_hf.artefacts import STAGING_MARKER
 from gradiend_hf.default_model import (
     CACHE_ENV_VAR,
     DEFAULT_BASE_MODEL,
@@ -20,7 +21,6 @@ from gradiend_hf.default_model import (
     load_default_model,
     resolve_model_name_or_path,
 )
-from gradiend_hf.io import STAGING_MARKER
 
 
 FOLDER_NAME = "SmolLM2-135M-Instruct"

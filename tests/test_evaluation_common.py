@@ -8,9 +8,10 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
-from gradiend_hf import GradiendModel, get_objective
+from gradiend_hf import GradiendModel
 from gradiend_hf.evaluation.rows import blank_random_word, class_words, resolve_split, sample_by_class
 from gradiend_hf.gradients import encode_rows, group_gradients
+from gradiend_hf.objectives import get_objective
 
 from .tiny_models import _ENDS, _SUBJECTS, _VERBS, tiny_model
 

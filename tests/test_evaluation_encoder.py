@@ -4,9 +4,10 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
-from gradiend_hf import GradiendModel, get_objective
+from gradiend_hf import GradiendModel
 from gradiend_hf.evaluation import EvaluationError, evaluate_encoder
 from gradiend_hf.gradients import encode_rows_loop
+from gradiend_hf.objectives import get_objective
 
 from .test_evaluation_common import he_she_dataset, neutral_dataset, one_thread, trained  # noqa: F401
 from .tiny_models import tiny_model

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from gradiend_hf import get_objective
 from gradiend_hf.evaluation import ClassProbabilityScorer, EvaluationError, surface_variant_ids
+from gradiend_hf.objectives import get_objective
 
 from .test_evaluation_common import one_thread  # noqa: F401
 from .tiny_models import tiny_model

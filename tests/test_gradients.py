@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from gradiend_hf import GradiendModel, get_objective
+from gradiend_hf import GradiendModel
 from gradiend_hf.gradients import encode_rows, encode_rows_loop, group_gradients
+from gradiend_hf.objectives import get_objective
 
 from .tiny_models import FAMILIES, MASKED_FAMILIES, masked_rows, tiny_model
 

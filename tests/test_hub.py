@@ -18,10 +18,11 @@ from huggingface_hub import ModelCard, RepoCard, hf_hub_download
 from peft import PeftModel
 from transformers import AutoModelForMaskedLM
 
-from gradiend_hf import GradiendModel, load_base_model, push_adapter, push_gradiend, push_rewrite, push_space
+from gradiend_hf import GradiendModel, load_base_model
 from gradiend_hf.cli.push import main as push_main
 from gradiend_hf.evaluation import evaluate_encoder
-from gradiend_hf.hub import render_space
+from gradiend_hf.hub import push_adapter, push_gradiend, push_rewrite
+from gradiend_hf.space import push_space, render_space
 
 from .test_evaluation_common import he_she_dataset, one_thread, train_gradiend  # noqa: F401
 from .test_model_card import decoder_report

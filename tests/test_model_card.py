@@ -10,9 +10,10 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from gradiend_hf import GradiendModel, write_gradiend_card
+from gradiend_hf import GradiendModel
 from gradiend_hf.evaluation import DecoderReport, DecoderSelection, EncoderReport
-from gradiend_hf.model_card import build_gradiend_card, compact_parameter_names
+from gradiend_hf.model_card import build_gradiend_card, write_gradiend_card
+from gradiend_hf.model_card_sections import compact_parameter_names
 from gradiend_hf.rewrite_io import save_rewritten
 
 from .tiny_models import tiny_model
@@ -152,7 +153,8 @@ This is a [GRADIEND](https://arxiv.org/abs/2502.01406) for the feature `M` vs `F
 ## Quick start
 
 ```python
-from gradiend_hf import GradiendModel, load_base_model, get_objective
+from gradiend_hf import GradiendModel, load_base_model
+from gradiend_hf.objectives import get_objective
 from gradiend_hf.gradients import encode_rows
 
 gradiend = GradiendModel.from_pretrained("{PATH}")

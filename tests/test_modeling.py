@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel
 
-from gradiend_hf import GradiendConfig, GradiendModel, GradiendParameterError
-from gradiend_hf.params import select_parameters
+from gradiend_hf import GradiendConfig, GradiendModel
+from gradiend_hf.params import GradiendParameterError, select_parameters
 
 from .tiny_models import FAMILIES, tiny_model
 

@@ -1,8 +1,13 @@
 import pytest
 import torch
 
-from gradiend_hf import ObjectiveError, detect_objective, get_objective
-from gradiend_hf.objectives import MultiTokenWordError, is_single_token
+from gradiend_hf.objectives import (
+    MultiTokenWordError,
+    ObjectiveError,
+    detect_objective,
+    get_objective,
+    is_single_token,
+)
 
 from .tiny_models import CAUSAL_FAMILIES, FAMILIES, MASKED_FAMILIES, masked_rows, tiny_model
 

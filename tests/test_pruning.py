@@ -7,10 +7,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
-from gradiend_hf import GradiendModel, GradiendTrainer, GradiendTrainingArguments, get_objective
+from gradiend_hf import GradiendModel, GradiendTrainer, GradiendTrainingArguments
 from gradiend_hf.data import load_builtin
 from gradiend_hf.gradients import encode_rows, encode_rows_loop, group_gradients
-from gradiend_hf.pruning import PruningError, post_prune, pre_prune, resolve_k, select_topk
+from gradiend_hf.objectives import get_objective
+from gradiend_hf.pruning import post_prune, pre_prune
+from gradiend_hf.topk import PruningError, resolve_k, select_topk
 from gradiend_hf.training_data import GroupedFeatureDataset
 
 from .tiny_models import masked_rows, tiny_model

@@ -11,17 +11,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from gradiend_hf import GradiendModel
+from gradiend_hf.artefacts import INCOMPLETE_NAME, MANIFEST_NAME, STAGING_MARKER, read_manifest
 from gradiend_hf.errors import GradiendLoadError, GradiendSaveError, NonFiniteError
 from gradiend_hf.export import export_peft, export_steering
-from gradiend_hf.io import (
-    INCOMPLETE_NAME,
-    MANIFEST_NAME,
-    STAGING_MARKER,
-    atomic_folder,
-    atomic_write_text,
-    clean_leftovers,
-    read_manifest,
-)
+from gradiend_hf.io import atomic_folder, atomic_write_text, clean_leftovers
 from gradiend_hf.model_card import write_gradiend_card
 from gradiend_hf.rewrite_io import save_rewritten
 

@@ -8,8 +8,9 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
+from gradiend_hf.artefacts import MANIFEST_NAME
+from gradiend_hf.card_utils import CARD_STATE_NAME
 from gradiend_hf.evaluation import evaluate_decoder
-from gradiend_hf.io import MANIFEST_NAME
 from gradiend_hf.rewrite_io import save_rewritten
 
 from .test_evaluation_common import he_she_dataset, neutral_dataset, one_thread, trained  # noqa: F401
@@ -29,7 +30,9 @@ def test_saved_rewrite_reloads_with_the_rewritten_outputs(tmp_path, family, auto
     gradiend, base, tokenizer = trained(family, "alternative" if family == "gpt2" else "factual")
     rewritten = gradiend.rewrite(base, feature_factor=1.0, learning_rate=2.0)
     save_rewritten(rewritten, tokenizer, tmp_path / "out", gradiend=gradiend, feature_factor=1.0, learning_rate=2.0)
-    leftovers = [n for n in os.listdir(tmp_path / "out") if n.startswith(".") and n != MANIFEST_NAME]
+    leftovers = [
+        n for n in os.listdir(tmp_path / "out") if n.startswith(".") and n not in (MANIFEST_NAME, CARD_STATE_NAME)
+    ]
     assert not leftovers  # no staging left behind
     loaded = auto.from_pretrained(tmp_path / "out").eval()
     loaded_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out")

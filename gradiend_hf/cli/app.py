@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..app import build_demo
 from ..errors import GradiendError
+from .errors import user_errors
 from .parsing import OneLineArgumentParser
 
 
@@ -59,14 +61,13 @@ def _positive(value: str) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = make_parser().parse_args(argv)
-    from .errors import user_errors
-
     with user_errors("app"):
         try:
-            from ..app import build_demo
-        except ImportError as error:  # Gradio missing
+            demo = build_demo(
+                args.gradiend, examples=args.examples, class_words=args.classes, max_chars=args.max_chars
+            )
+        except ImportError as error:  # Gradio missing: the message says which extra to install
             raise GradiendError(str(error)) from None
-        demo = build_demo(args.gradiend, examples=args.examples, class_words=args.classes, max_chars=args.max_chars)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share)
 
 

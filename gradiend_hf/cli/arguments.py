@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from ..base_models import DTYPES
 from ..checks import check_number, check_positive
-from ..configuration_gradiend import OBJECTIVES
 from ..errors import GradiendError
+from ..objectives import OBJECTIVES
 
 
 @dataclass

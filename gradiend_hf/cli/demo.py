@@ -22,12 +22,14 @@ from pathlib import Path
 
 import torch
 
+from ..artefacts import check_output_folder
 from ..base_models import load_base_model
 from ..checks import check_positive
 from ..data import load_builtin
 from ..default_model import DEFAULT_BASE_MODEL
 from ..evaluation import evaluate_decoder, evaluate_encoder
-from ..io import atomic_write_json, atomic_write_text, check_output_folder
+from ..io import atomic_write_json, atomic_write_text
+from ..model_card import write_gradiend_card
 from ..modeling_gradiend import GradiendModel
 from ..plotting import plot_decoder_grid, plot_encoder_distributions, plot_training_convergence
 from ..rewrite_io import save_rewritten
@@ -170,7 +172,6 @@ def run_demo(args: DemoArguments) -> dict:
 
 
 def _write_gradiend_card(gradiend, directory, encoder, decoder, figures, data, training_args) -> None:
-    from ..model_card import write_gradiend_card
 
     write_gradiend_card(
         gradiend,

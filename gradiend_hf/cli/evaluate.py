@@ -6,13 +6,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..artefacts import check_output_folder
 from ..base_models import load_base_model
 from ..checks import check_positive
 from ..data import load_builtin, load_feature_data
 from ..errors import GradiendError
 from ..evaluation import evaluate_decoder, evaluate_encoder
-from ..io import atomic_write_json, check_output_folder
+from ..io import atomic_write_json
 from ..modeling_gradiend import GradiendModel
+from ..plotting import plot_decoder_grid, plot_encoder_distributions
 from .errors import user_errors
 from .parsing import parse_config
 
@@ -75,8 +77,6 @@ def main(argv: list[str] | None = None) -> None:
             print(decoder)
             report["decoder"] = {k: v for k, v in decoder.to_dict().items() if k != "grid"}
         if args.output_dir:
-            from ..plotting import plot_decoder_grid, plot_encoder_distributions
-
             out = Path(args.output_dir)
             atomic_write_json(out / "report.json", report)
             plot_encoder_distributions(encoder, out / "encoder_distributions.png")

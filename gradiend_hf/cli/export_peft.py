@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..artefacts import KIND_ADAPTER, KIND_STEERING, check_output_folder
 from ..base_models import load_base_model
-from ..configuration_gradiend import OBJECTIVES
 from ..errors import GradiendError
 from ..export.lora import validate_rank
 from ..export.peft_export import export_peft
 from ..export.steering import export_steering
-from ..io import KIND_ADAPTER, KIND_STEERING, check_output_folder
 from ..modeling_gradiend import GradiendModel
+from ..objectives import OBJECTIVES
 from ..rewrite import check_rewrite_numbers
 from .errors import user_errors
 from .parsing import parse_config

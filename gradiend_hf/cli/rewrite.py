@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..artefacts import KIND_REWRITE, check_output_folder
 from ..base_models import load_base_model
-from ..io import KIND_REWRITE, check_output_folder
 from ..modeling_gradiend import GradiendModel
 from ..rewrite import check_rewrite_numbers
 from ..rewrite_io import save_rewritten

@@ -10,10 +10,11 @@ import os
 
 import torch
 
-from ..base_models import load_base_config, load_base_model, objective_of_config
+from ..base_models import load_base_config, load_base_model
 from ..data import load_feature_data
 from ..errors import GradiendError
 from ..modeling_gradiend import GradiendModel
+from ..objectives import objective_class, objective_of_config
 from ..trainer import GradiendTrainer, check_fresh_output, resolve_checkpoint
 from ..training_args import GradiendTrainingArguments
 from .arguments import DataArguments, ModelArguments
@@ -46,7 +47,7 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
     objective = model_args.objective or objective_of_config(base_config)
     min_left = data_args.min_left_context_words
     if min_left is None:
-        min_left = 10 if objective == "causal_lm" else 0
+        min_left = objective_class(objective).default_left_context_words
     data = load_feature_data(
         data_args.dataset,
         classes=parse_classes(data_args.classes),

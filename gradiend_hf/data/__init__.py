@@ -34,11 +34,12 @@ from .errors import (
     UnknownClassError,
 )
 from .feature_dataset import make_feature_dataset
-from .masking import MASK
 from .neutral import ENGLISH_PERSONAL_PRONOUNS, make_neutral_dataset
 from .schema import (
     FEATURE_COLUMNS,
+    MASK,
     MULTICLASS_COLUMNS,
+    ROW_COLUMNS,
     feature_dataset_features,
     multiclass_dataset_features,
     neutral_dataset_features,
@@ -59,6 +60,7 @@ __all__ = [
     "ENGLISH_PERSONAL_PRONOUNS",
     "FEATURE_COLUMNS",
     "MASK",
+    "ROW_COLUMNS",
     "MULTICLASS_COLUMNS",
     "ClassCountError",
     "ClassView",

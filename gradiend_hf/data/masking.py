@@ -7,11 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .classes import FeatureClasses
+from .schema import MASK
 from .text import iter_words
-
-
-MASK = "[MASK]"
-"""The literal placeholder of the masked word in the `masked` column; `objectives` turns it into model inputs."""
 
 
 @dataclass(frozen=True)

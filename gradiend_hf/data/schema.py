@@ -8,6 +8,12 @@ from typing import Any
 from datasets import Dataset, DatasetInfo, Features, NamedSplit, Value
 
 
+MASK = "[MASK]"
+"""The literal placeholder of the masked word in the `masked` column; `objectives` turns it into model inputs."""
+
+ROW_COLUMNS = ("masked", "factual", "alternative", "factual_class", "alternative_class")
+"""The columns every feature row needs to train or evaluate a GRADIEND."""
+
 FEATURE_COLUMNS = (
     "text",
     "masked",

@@ -10,7 +10,7 @@ import datasets
 from datasets import Dataset, DatasetDict
 
 from ..errors import GradiendFileNotFoundError
-from ..locations import hub_errors
+from ..loading import hub_errors
 from .builtin_datasets import list_builtin, load_builtin
 from .classes import FeatureClasses
 from .errors import FeatureDataError, UnknownBuiltinError

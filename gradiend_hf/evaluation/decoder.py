@@ -264,17 +264,8 @@ def evaluate_decoder(
         probabilities=_probability_table(row, classes),
         base_probabilities=_probability_table(base, classes),
     )
-    return DecoderReport(
-        grid=grid,
-        base=base,
-        selected=selected,
-        target_class=target_class,
-        strengthen=strengthen,
-        policy=policy_name,
-        feature_classes=classes,
-        num_rows={name: int(masks[name].sum()) for name in classes},
-        num_lms_texts=lms.num_texts,
-    )
+    counts = {name: int(masks[name].sum()) for name in classes}
+    return DecoderReport(grid, base, selected, target_class, strengthen, policy_name, classes, counts, lms.num_texts)
 
 
 def _probability_table(row, classes) -> dict:

@@ -6,14 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pandas as pd
-import torch
 
-from ..gradients import encode_rows
+from ..gradients import encode_texts
 from ..objectives import get_objective
-from .feature_factor import encoding_direction, feature_classes_and_positive
+from .feature_factor import feature_classes_and_positive
 from .metrics import EvaluationError, encoder_metrics
 from .rows import blank_random_word, class_words, neutral_texts, resolve_split, sample_by_class, sample_texts
-from .runtime import eval_mode
 
 
 @dataclass
@@ -53,17 +51,8 @@ class EncoderReport:
 
 
 def expected_encoding(factual_class: str, alternative_class: str, config) -> int:
-    """The encoding a perfect GRADIEND gives a row: the direction of the class of the word whose gradient it reads.
-
-    With `source="alternative"` the encoder reads the alternative word's gradient, so the sign is that of the
-    alternative class (the negated factual one); with `"factual"`/`"diff"` it is the factual class's. Identity rows
-    (both words of one class) and rows outside the two feature classes expect 0.
-    """
-    if factual_class == alternative_class:
-        return 0
-    classes, _ = feature_classes_and_positive(config)
-    name = alternative_class if config.source == "alternative" else factual_class
-    return encoding_direction(config, name) if name in classes else 0
+    """The encoding a perfect GRADIEND gives a row; see [`GradiendConfig.expected_encoding`]."""
+    return config.expected_encoding(factual_class, alternative_class)
 
 
 def evaluate_encoder(
@@ -165,7 +154,15 @@ def evaluate_encoder(
                 }
             )
 
-    encodings = _encode(gradiend, base_model, objective, table, batch_size)
+    encodings = encode_texts(
+        gradiend,
+        base_model,
+        objective,
+        [r["text"] for r in table],
+        [r["factual"] for r in table],
+        [r["alternative"] for r in table],
+        batch_size,
+    )
     frame = pd.DataFrame(table)
     frame["encoding"] = encodings[:, 0].tolist()
     for j in range(1, encodings.shape[1]):
@@ -182,19 +179,3 @@ def evaluate_encoder(
         source=config.source,
         split=split,
     )
-
-
-def _encode(gradiend, base_model, objective, table: list[dict], batch_size: int) -> torch.Tensor:
-    """Encodings of all rows, `(rows, latent_dim)`, batched by similar length."""
-    order = sorted(range(len(table)), key=lambda i: len(table[i]["text"]))
-    out = torch.empty(len(table), gradiend.config.latent_dim, dtype=torch.float64)
-    with eval_mode(base_model):
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            batch = objective.prepare(
-                [table[i]["text"] for i in chunk],
-                [table[i]["factual"] for i in chunk],
-                [table[i]["alternative"] for i in chunk],
-            )
-            out[chunk] = encode_rows(gradiend, base_model, objective, batch).detach().double().cpu()
-    return out

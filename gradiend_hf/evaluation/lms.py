@@ -13,28 +13,26 @@ The texts are tokenized and masked once ([`LanguageModelingScorer`]) and scored 
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..errors import GradiendError
+from ..objectives import IGNORE_INDEX, Objective, ObjectiveError, get_objective
 from .metrics import EvaluationError, lms_from_nll
-
-
-IGNORE = -100
 
 
 class LanguageModelingScorer:
     """Tokenized (and, for masked LMs, masked) neutral texts, ready to score any state of a model.
 
+    The objective decides what is scored (see [`Objective.lms_example`] and [`Objective.score_lms`]); this class
+    tokenizes once, picks the ordinary tokens (never special tokens, never the feature classes' words) and batches.
+
     Args:
         tokenizer: The base model's tokenizer.
         texts (`Sequence[str]`): Neutral texts.
-        objective (`str`): `"masked_lm"` or `"causal_lm"`.
+        objective (`str` or [`Objective`]): The base model's objective, or its name (`"masked_lm"`, `"causal_lm"`).
         batch_size (`int`, *optional*, defaults to 32): Texts per forward pass.
         mask_rate (`float`, *optional*, defaults to 0.15): Share of the ordinary tokens masked per text (masked LMs).
         seed (`int`, *optional*, defaults to 0): Seed of the masked positions.
@@ -47,7 +45,7 @@ class LanguageModelingScorer:
         self,
         tokenizer,
         texts: Sequence[str],
-        objective: str,
+        objective: str | Objective,
         batch_size: int = 32,
         mask_rate: float = 0.15,
         seed: int = 0,
@@ -55,10 +53,11 @@ class LanguageModelingScorer:
         excluded_token_ids: Iterable[int] = (),
         device: torch.device | str | None = None,
     ):
-        if objective not in ("masked_lm", "causal_lm"):
-            raise GradiendError(f"Unknown objective {objective!r}; choose 'masked_lm' or 'causal_lm'.")
-        if objective == "masked_lm" and tokenizer.mask_token_id is None:
-            raise EvaluationError("This tokenizer has no mask token, so it cannot score a masked LM.")
+        if isinstance(objective, str):
+            try:
+                objective = get_objective(objective, tokenizer)
+            except ObjectiveError as error:
+                raise EvaluationError(str(error)) from None
         self.objective = objective
         excluded = set(int(i) for i in excluded_token_ids)
         # A Python set of ints: the membership test the reference package got wrong.
@@ -72,29 +71,16 @@ class LanguageModelingScorer:
                 for i, (token, is_special) in enumerate(zip(ids, special_mask))
                 if not is_special and token not in special and token not in excluded
             ]
-            if objective == "masked_lm":
-                if not ordinary:
-                    continue
-                count = max(1, round(mask_rate * len(ordinary)))
-                chosen = sorted(rng.sample(ordinary, count))
-                inputs, targets = list(ids), [IGNORE] * len(ids)
-                for i in chosen:
-                    targets[i], inputs[i] = ids[i], tokenizer.mask_token_id
-            else:
-                # Position t predicts token t + 1; tokens never to be scored keep their place as context.
-                scored = set(ordinary) - {0}
-                targets = [ids[i] if i in scored else IGNORE for i in range(len(ids))]
-                inputs = list(ids)
-                if all(t == IGNORE for t in targets):
-                    continue
-            sequences.append(inputs)
-            labels.append(targets)
+            example = objective.lms_example(ids, ordinary, rng, mask_rate)
+            if example is not None:
+                sequences.append(example[0])
+                labels.append(example[1])
         if not sequences:
             raise EvaluationError(
                 "None of the neutral texts has a token to score; pass longer texts (a `text` column of sentences)."
             )
         self.num_texts = len(sequences)
-        self.num_tokens = sum(sum(t != IGNORE for t in row) for row in labels)
+        self.num_tokens = sum(sum(t != IGNORE_INDEX for t in row) for row in labels)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
         self.batches = []
@@ -103,7 +89,7 @@ class LanguageModelingScorer:
             length = max(len(sequences[i]) for i in chunk)
             ids = torch.full((len(chunk), length), pad_id, dtype=torch.long)
             mask = torch.zeros((len(chunk), length), dtype=torch.long)
-            target = torch.full((len(chunk), length), IGNORE, dtype=torch.long)
+            target = torch.full((len(chunk), length), IGNORE_INDEX, dtype=torch.long)
             for row, i in enumerate(chunk):
                 n = len(sequences[i])
                 ids[row, :n] = torch.tensor(sequences[i])
@@ -117,27 +103,10 @@ class LanguageModelingScorer:
         """Scores `model` (in eval mode).
 
         Returns:
-            `dict`: `lms` (for masked LMs the accuracy); for causal LMs also `nll` (mean per token) and
-            `perplexity`.
+            `dict`: `lms` (for masked LMs the accuracy); for scores from a next-token NLL also `nll` (mean per token)
+            and `perplexity`.
         """
-        if self.objective == "masked_lm":
-            correct = total = 0
-            for ids, mask, target in self.batches:
-                logits = model(input_ids=ids, attention_mask=mask).logits
-                scored = target != IGNORE
-                picked = logits[scored].float()
-                # A position whose logits are not finite cannot count as a correct prediction.
-                hit = (picked.argmax(-1) == target[scored]) & torch.isfinite(picked).all(-1)
-                correct += int(hit.sum())
-                total += int(scored.sum())
-            return {"lms": correct / total}
-        nll, total = 0.0, 0
-        for ids, mask, target in self.batches:
-            logits = model(input_ids=ids, attention_mask=mask).logits
-            # Logits at t score token t + 1.
-            shifted = logits[:, :-1].float().reshape(-1, logits.shape[-1])
-            nll += float(F.cross_entropy(shifted, target[:, 1:].reshape(-1), ignore_index=IGNORE, reduction="sum"))
-            total += int((target[:, 1:] != IGNORE).sum())
-        mean = nll / total if total else math.nan
-        lms, perplexity = lms_from_nll(mean)
-        return {"lms": lms, "nll": mean, "perplexity": perplexity}
+        scores = dict(self.objective.score_lms(model, self.batches))
+        if "nll" in scores:
+            scores["lms"], scores["perplexity"] = lms_from_nll(scores["nll"])
+        return scores

@@ -97,7 +97,7 @@ class ClassProbabilityScorer:
         self.batches = []
         self.class_ids: list[dict[str, torch.Tensor]] = []
         shared_ids = None
-        if objective.name == "masked_lm":
+        if not objective.class_tokens_per_row:
             shared_ids = class_token_ids(objective.tokenizer, words)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]

@@ -5,35 +5,29 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
+from ..data.rows import class_words as data_class_words
+from ..data.rows import split_of
+from ..data.schema import ROW_COLUMNS
 from ..objectives import MASK, Objective, ObjectiveError
 from ..training_data import check_row_values
 from .metrics import EvaluationError
 
-
-FEATURE_COLUMNS = ("masked", "factual", "alternative", "factual_class", "alternative_class")
 
 # A word is a run of letters (any script); digits and punctuation are never blanked out.
 _WORD = re.compile(r"[^\W\d_]+")
 
 
 def resolve_split(dataset, split: str | None):
-    """Returns the rows of `split` of a `DatasetDict` (any mapping of split names), or the `Dataset` itself.
+    """Returns the rows of `split` of a `DatasetDict`, or the `Dataset` itself, checked for the feature columns.
 
     Raises:
         EvaluationError: when the split is missing or a feature column is absent.
     """
-    if isinstance(dataset, Mapping):
-        if split not in dataset:
-            raise EvaluationError(
-                f"The dataset has no split {split!r} (it has {sorted(dataset.keys())}); pass `split=` naming one."
-            )
-        rows = dataset[split]
-    else:
-        rows = dataset
+    rows = split_of(dataset, split, error=EvaluationError)
     columns = set(getattr(rows, "column_names", None) or [])
-    missing = [c for c in FEATURE_COLUMNS if c not in columns]
+    missing = [c for c in ROW_COLUMNS if c not in columns]
     if missing:
         raise EvaluationError(
             f"The feature dataset lacks the column(s) {missing}; build it with "
@@ -44,32 +38,13 @@ def resolve_split(dataset, split: str | None):
     return rows
 
 
-def all_splits(dataset) -> list:
-    """Every split of a `DatasetDict`, or `[dataset]` for a single `Dataset`."""
-    if isinstance(dataset, Mapping):
-        return [dataset[name] for name in dataset.keys()]
-    return [dataset]
-
-
 def class_words(dataset, classes: Sequence[str]) -> dict[str, list[str]]:
-    """The words of each class: every factual word of its rows and every alternative word naming it, in all splits.
+    """The words of each class (see [`gradiend_hf.data.rows.class_words`]).
 
     Raises:
         EvaluationError: when a class has no word.
     """
-    words: dict[str, dict[str, None]] = {name: {} for name in classes}
-    for split in all_splits(dataset):
-        for column, class_column in (("factual", "factual_class"), ("alternative", "alternative_class")):
-            for word, name in zip(split[column], split[class_column]):
-                if name in words:
-                    words[name][word] = None
-    for name, found in words.items():
-        if not found:
-            raise EvaluationError(
-                f"No row of the dataset names a word of class {name!r}; the GRADIEND's feature classes "
-                f"{list(classes)} must be the dataset's `factual_class` values."
-            )
-    return {name: list(found) for name, found in words.items()}
+    return data_class_words(dataset, classes, error=EvaluationError)
 
 
 def sample_by_class(rows, classes: Sequence[str], max_rows: int | None, seed: int) -> list[dict]:
@@ -137,7 +112,7 @@ def blank_random_word(
         usable word; texts without one are skipped.
     """
     excluded = {w.lower() for w in excluded_words}
-    min_left = 1 if objective.name == "causal_lm" else 0
+    min_left = objective.min_left_context_words
     rng = random.Random(seed)
     out = []
     for index, text in enumerate(texts):

@@ -19,7 +19,8 @@ from .lora import LoraFactors, RankSpec, lora_from_delta, resolve_rank
 from .peft_export import export_peft, load_exported, retie_embeddings, unload_exported
 from .plan import ExportError, ExportPlan, plan_export
 from .report import ExportReport, ModuleReport
-from .steering import SteerableModel, export_steering, load_steerable
+from .steerable import SteerableModel, load_steerable
+from .steering import export_steering
 
 
 __all__ = [

@@ -2,66 +2,45 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-from importlib import resources
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..card_utils import fmt, framework_versions, hub_id, render, write_card
 from .report import ExportReport
 
 
 TEMPLATE = "adapter_card.md"
+VERSIONS = ("gradiend-hf", "peft", "transformers", "torch", "huggingface_hub")
 
 
-def is_hub_id(name: str | None) -> bool:
-    """Whether `name` looks like a Hub repo id rather than a local folder (the Hub rejects local paths as
-    `base_model`)."""
-    if not name or os.path.isdir(name) or os.path.isabs(name) or name.startswith((".", "~")):
-        return False
-    return name.count("/") <= 1
-
-
-def _versions() -> dict[str, str]:
-    versions = {}
-    for dist in ("gradiend-hf", "peft", "transformers", "torch", "huggingface_hub"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def _format(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def render_adapter_card(
+def adapter_card(
     report: ExportReport,
     *,
     base_model: str | None,
-    objective: str | None,
+    objective=None,
     gradiend_config: Any = None,
     steering: bool = False,
     dense_deltas: str | None = None,
     repo_id: str | None = None,
-) -> ModelCard:
-    """Renders the adapter card.
+) -> tuple[ModelCardData, dict[str, Any]]:
+    """The card data and the template values of an adapter card.
 
     Args:
         report ([`ExportReport`]): What was exported (error table, size, metrics).
         base_model (`str`, *optional*): Base model id or path; recorded as `base_model` only if it is a Hub id.
-        objective (`str`, *optional*): `"masked_lm"` or `"causal_lm"`, for the pipeline tag and the quick start.
+        objective ([`Objective`] class, *optional*): The GRADIEND's objective, for the pipeline tag and the quick
+            start.
         gradiend_config ([`GradiendConfig`], *optional*): For the feature classes.
         steering (`bool`, *optional*, defaults to `False`): A steering export instead of a static adapter.
         dense_deltas (`str`, *optional*): File name of the dense steering deltas.
         repo_id (`str`, *optional*): Hub id the card will live under; the quick start uses the local folder otherwise.
 
     Returns:
-        `huggingface_hub.ModelCard`
+        `tuple`: `(ModelCardData, template values)`, for [`gradiend_hf.card_utils.write_card`].
     """
-    hub_base = base_model if is_hub_id(base_model) else None
+    hub_base = hub_id(base_model)
     tags = ["gradiend", "lora"] + (["steering"] if steering else [])
     if hub_base:
         tags.append(f"base_model:adapter:{hub_base}")
@@ -69,7 +48,7 @@ def render_adapter_card(
         library_name="peft",
         base_model=hub_base,
         base_model_relation="adapter" if hub_base else None,
-        pipeline_tag={"causal_lm": "text-generation", "masked_lm": "fill-mask"}.get(objective or ""),
+        pipeline_tag=objective.pipeline_tag if objective else None,
         tags=tags,
     )
     extra = {name: os.path.relpath(path, report.save_directory) for name, path in report.adapters.items()}
@@ -82,29 +61,41 @@ def render_adapter_card(
         metrics = {
             row: {key: _format(values.get(key, "")) for key in metric_names} for row, values in report.metrics.items()
         }
-    template = resources.files("gradiend_hf").joinpath("templates", TEMPLATE)
-    with resources.as_file(template) as template_path:
-        return ModelCard.from_template(
-            card_data,
-            template_path=str(template_path),
-            title=f"GRADIEND {'steering adapters' if steering else 'LoRA adapter'} for {base_model or 'a base model'}",
-            base_model=base_model or "<base model>",
-            base_model_url=f"https://huggingface.co/{hub_base}" if hub_base else None,
-            feature_classes=getattr(gradiend_config, "feature_classes", None),
-            positive_class=getattr(gradiend_config, "positive_class", None),
-            feature_factor=report.feature_factor,
-            learning_rate=report.learning_rate,
-            rank=report.rank,
-            steering=steering,
-            dense_deltas=dense_deltas,
-            adapters=report.adapters,
-            extra_adapters=extra,
-            adapter_names=list(report.adapters),
-            repo_or_path=repo_id or report.save_directory,
-            auto_class="AutoModelForMaskedLM" if objective == "masked_lm" else "AutoModelForCausalLM",
-            size_mb=f"{report.size_mb:.2f}",
-            error_table=report.to_markdown(),
-            metrics=metrics,
-            metric_names=metric_names,
-            versions=_versions(),
-        )
+    values = dict(
+        title=f"GRADIEND {'steering adapters' if steering else 'LoRA adapter'} for {base_model or 'a base model'}",
+        base_model=base_model or "<base model>",
+        base_model_url=f"https://huggingface.co/{hub_base}" if hub_base else None,
+        feature_classes=gradiend_config.feature_classes if gradiend_config is not None else None,
+        positive_class=gradiend_config.positive_class if gradiend_config is not None else None,
+        feature_factor=report.feature_factor,
+        learning_rate=report.learning_rate,
+        rank=report.rank,
+        steering=steering,
+        dense_deltas=dense_deltas,
+        extra_adapters=extra,
+        adapter_names=list(report.adapters),
+        model_id=repo_id or report.save_directory,
+        auto_class=objective.auto_class if objective else "AutoModel",
+        size_mb=f"{report.size_mb:.2f}",
+        error_table=report.to_markdown(),
+        metrics=metrics,
+        metric_names=metric_names,
+        versions=framework_versions(VERSIONS),
+    )
+    return card_data, values
+
+
+def render_adapter_card(report: ExportReport, **kwargs: Any) -> ModelCard:
+    """Renders the adapter card (see [`adapter_card`] for the arguments)."""
+    card_data, values = adapter_card(report, **kwargs)
+    return render(card_data, TEMPLATE, **values)
+
+
+def write_adapter_card(folder: str | os.PathLike, report: ExportReport, **kwargs: Any) -> ModelCard:
+    """Writes the adapter card into `folder` (see [`adapter_card`] for the arguments)."""
+    card_data, values = adapter_card(report, **kwargs)
+    return write_card(folder, card_data, TEMPLATE, **values)
+
+
+def _format(value: Any) -> str:
+    return fmt(value) if isinstance(value, float) else str(value)

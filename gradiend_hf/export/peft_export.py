@@ -10,15 +10,19 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
+from peft import PeftModel
+from peft.utils import ModulesToSaveWrapper
 from torch import nn
 
-from ..io import KIND_ADAPTER, atomic_folder, atomic_write_json, check_output_folder
+from ..artefacts import KIND_ADAPTER, check_output_folder
+from ..io import atomic_folder
+from ..objectives import Objective, ObjectiveError, detect_objective, objective_class
 from ..rewrite import RewriteSession, check_rewrite_finite
-from .card import render_adapter_card
+from .card import write_adapter_card
 from .lora import RankSpec, validate_rank
 from .plan import ExportError, FullModule, LoraTarget, plan_export
-from .report import ExportReport, ModuleReport, check_report_finite
-from .writer import folder_size, full_state, lora_config, lora_state, write_adapter
+from .report import ExportReport, ModuleReport
+from .writer import finish_export, full_state, lora_config, lora_state, write_adapter
 
 
 MANIFEST_NAME = "gradiend_export.json"
@@ -44,28 +48,19 @@ def resolve_base_model_name(gradiend, base_model: nn.Module, explicit: str | Non
     """The base model id recorded in `adapter_config.json`: explicit, else the GRADIEND's, else the model's own."""
     if explicit:
         return explicit
-    recorded = getattr(gradiend.config, "base_model_name_or_path", None)
+    recorded = gradiend.config.base_model_name_or_path
     if recorded:
         return recorded
     config = getattr(base_model, "config", None)
     return getattr(base_model, "name_or_path", None) or getattr(config, "_name_or_path", None) or None
 
 
-def resolve_objective(gradiend, base_model: nn.Module) -> str | None:
-    objective = getattr(gradiend.config, "objective", None)
-    if objective:
-        return objective
-    from ..objectives import ObjectiveError, detect_objective
-
+def resolve_objective(gradiend, base_model: nn.Module) -> type[Objective] | None:
+    """The objective class of the GRADIEND (as its config records it, else detected from the base model)."""
     try:
-        return detect_objective(base_model)
+        return objective_class(gradiend.config.objective or detect_objective(base_model))
     except ObjectiveError:
         return None
-
-
-def task_type_for(objective: str | None) -> str | None:
-    """PEFT has a `CAUSAL_LM` task type; masked LMs load as a plain `PeftModel` (`task_type=None`)."""
-    return "CAUSAL_LM" if objective == "causal_lm" else None
 
 
 @contextlib.contextmanager
@@ -151,7 +146,6 @@ def export_peft(
             logits on a probe input `nan` or infinite (no adapter of a broken model is written).
     """
     # ----- CHECKS -----
-    from peft import PeftModel
 
     validate_rank(rank)
     if isinstance(base_model, PeftModel):
@@ -222,9 +216,9 @@ def export_peft(
                 lora_bias=lora_bias and is_default,
                 modules_to_save=list(plan.full) if is_default and plan.full else None,
                 fan_in_fan_out=any(t.is_conv1d for t in targets),
-                task_type=task_type_for(objective),
+                task_type=objective.peft_task_type if objective else None,
                 base_model_name_or_path=base_name,
-                revision=getattr(gradiend.config, "base_model_revision", None),
+                revision=gradiend.config.base_model_revision,
             )
             write_adapter(staging if is_default else os.path.join(staging, name), config, states.pop(name))
         manifest = {
@@ -238,18 +232,14 @@ def export_peft(
             "base_model_name_or_path": base_name,
             "num_covered_parameters": len(gradiend.param_names),
         }
-        atomic_write_json(os.path.join(staging, MANIFEST_NAME), manifest)
-
-        report = ExportReport(
-            save_directory=save_directory,
-            adapters=folders,
-            modules=reports,
-            size_bytes=folder_size(staging),
-            rank=rank,
-            learning_rate=learning_rate,
-            feature_factor=_jsonable(feature_factor),
+        report = finish_export(
+            staging,
+            MANIFEST_NAME,
+            manifest,
+            ExportReport(
+                save_directory, folders, reports, 0, rank, learning_rate, feature_factor=_jsonable(feature_factor)
+            ),
         )
-        check_report_finite(report)
         # ----- KEPT EFFECT -----
         if evaluate_fn is not None:
             # The staged folder is the finished adapter: evaluated before it replaces anything.
@@ -257,10 +247,8 @@ def export_peft(
                 gradiend, base_model, feature_factor, learning_rate, str(staging), evaluate_fn, part=part
             )
         if model_card:
-            card = render_adapter_card(
-                report, base_model=base_name, objective=objective, gradiend_config=gradiend.config, repo_id=repo_id
-            )
-            card.save(os.path.join(staging, "README.md"))
+            card = {"base_model": base_name, "objective": objective, "gradiend_config": gradiend.config}
+            write_adapter_card(staging, report, repo_id=repo_id, **card)
     return report
 
 
@@ -338,7 +326,6 @@ def load_exported(base_model: nn.Module, directory: str | os.PathLike, merge: bo
     Returns:
         `PeftModel` with every exported adapter active, or the merged `PreTrainedModel` when `merge=True`.
     """
-    from peft import PeftModel
 
     directory = os.fspath(directory)
     adapters = read_manifest(directory)["adapters"]
@@ -366,7 +353,6 @@ def unload_exported(peft_model) -> nn.Module:
     PEFT's own `unload()` keeps the `modules_to_save` copies in the model (it returns "the wrapped module", i.e. the
     adapter's norms and embeddings); this puts the original modules back, so the base model is unchanged bit for bit.
     """
-    from peft.utils import ModulesToSaveWrapper
 
     base_model = peft_model.get_base_model()
     originals = [

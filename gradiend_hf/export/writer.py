@@ -19,9 +19,10 @@ import torch
 from peft import LoraConfig
 from safetensors.torch import save_file
 
+from ..io import atomic_write_json
 from .lora import RankSpec, delta_as_matrix, lora_from_delta
 from .plan import FullModule, LoraTarget
-from .report import ModuleReport
+from .report import ExportReport, ModuleReport, check_report_finite
 
 
 PREFIX = "base_model.model."
@@ -88,18 +89,9 @@ def lora_state(
             bias_dtype = dtype or target.module.bias.dtype
             state[f"{key}.lora_B.bias"] = bias_delta.detach().to(device="cpu", dtype=bias_dtype).contiguous()
         ranks[target.module_name] = r
+        exact = float(bias_delta.double().norm()) if lora_bias else 0.0
         reports.append(
-            ModuleReport(
-                module=target.module_name,
-                kind="lora",
-                parameters=parameters,
-                adapter=adapter,
-                rank=r,
-                max_rank=max_rank,
-                delta_norm=delta_norm,
-                residual_norm=residual,
-                exact_norm=float(bias_delta.double().norm()) if lora_bias else 0.0,
-            )
+            ModuleReport(target.module_name, "lora", parameters, adapter, r, max_rank, delta_norm, residual, exact)
         )
     return state, ranks, reports
 
@@ -197,3 +189,13 @@ def folder_size(folder: str) -> int:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files if f.endswith(".safetensors"))
     return total
+
+
+def finish_export(
+    staging: str | os.PathLike, manifest_name: str, manifest: dict, report: ExportReport
+) -> ExportReport:
+    """Checks an export's numbers (never a report of `nan` deltas), measures its size and writes its manifest."""
+    report.size_bytes = folder_size(os.fspath(staging))
+    check_report_finite(report)
+    atomic_write_json(os.path.join(staging, manifest_name), manifest)
+    return report

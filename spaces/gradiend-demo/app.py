@@ -1,4 +1,4 @@
-"""Gradio Space of a GRADIEND. Rendered by `gradiend_hf.hub.render_space`; run it locally with `python app.py`."""
+"""Gradio Space of a GRADIEND. Rendered by `gradiend_hf.space.render_space`; run it locally with `python app.py`."""
 
 import os
 

@@ -1,15 +1,8 @@
-"""How a masked row becomes model inputs, a target position and target token ids.
+"""The objective interface: how a masked row becomes model inputs, a target position and target token ids, and how
+the base model is scored on them. The model families implement it in their own modules (`masked_lm.py`,
+`causal_lm.py`); everything else in gradiend-hf asks an objective, never "is this BERT or Llama".
 
-This is the only module that knows model families. A row is `masked` text with one literal `[MASK]`, a `factual`
-word and an `alternative` word.
-
-- Masked LM (BERT, RoBERTa, DistilBERT, …): the sentence is tokenized with the word filled in and the word's token
-  is replaced by the tokenizer's mask token, so the input is exactly what the model saw in pre-training whatever
-  the tokenizer's spacing rules around its mask token.
-- Causal LM, next token (GPT-2, Llama, …): only the text before the blank is the input; the target is the first
-  token of the word as the tokenizer writes it after that prefix (with its leading space, e.g. `" she"`), read from
-  the logits at the last real prefix position. Position ids are derived from the attention mask, so the log-probs
-  are the same under left and right padding (the reference package gets both wrong).
+A row is `masked` text with one literal `[MASK]`, a `factual` word and an `alternative` word.
 """
 
 from __future__ import annotations
@@ -20,12 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+import transformers
 from torch import nn
 
-from .errors import GradiendError
+from ..data.schema import MASK
+from ..errors import GradiendError
 
 
-MASK = "[MASK]"
+IGNORE_INDEX = -100
+"""Target id of the positions a loss or score skips (as in transformers)."""
 
 
 class ObjectiveError(GradiendError):
@@ -83,31 +79,6 @@ class ObjectiveBatch:
         return inputs
 
 
-def detect_objective(model: nn.Module) -> str:
-    """Returns `"masked_lm"` or `"causal_lm"` for a Hugging Face language model.
-
-    Raises:
-        ObjectiveError: when the model is neither (e.g. a bare backbone or a seq2seq model).
-    """
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-    )
-
-    name = type(model).__name__
-    config = getattr(model, "config", None)
-    if config is not None and getattr(config, "is_encoder_decoder", False):
-        raise ObjectiveError(f"{name} is an encoder-decoder model; gradiend-hf supports masked and causal LMs.")
-    if name in set(MODEL_FOR_MASKED_LM_MAPPING_NAMES.values()) or name.endswith("ForMaskedLM"):
-        return "masked_lm"
-    if name in set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()) or name.endswith(("ForCausalLM", "LMHeadModel")):
-        return "causal_lm"
-    raise ObjectiveError(
-        f"Cannot tell whether {name} is a masked or a causal language model. Load it with AutoModelForMaskedLM or "
-        "AutoModelForCausalLM, or pass `objective=` explicitly."
-    )
-
-
 def split_masked(text: str) -> tuple[str, str]:
     """Splits a row's text at its one `[MASK]`.
 
@@ -125,9 +96,41 @@ def split_masked(text: str) -> tuple[str, str]:
 
 
 class Objective:
-    """Turns masked rows into an [`ObjectiveBatch`] and scores the base model on it."""
+    """Turns masked rows into an [`ObjectiveBatch`] and scores the base model on it.
+
+    A subclass is one model family. Besides the tokenization of rows (`_rows`) and the language-modelling score
+    (`lms_example`, `score_lms`) it declares what the rest of gradiend-hf needs to know about the family:
+
+    Attributes:
+        name (`str`): What a GRADIEND's config records (`"masked_lm"`, `"causal_lm"`).
+        auto_class (`str`): The transformers Auto class that loads such a model (also used in cards).
+        pipeline_tag (`str`): The Hub pipeline tag of a rewritten model.
+        peft_task_type (`str` or `None`): PEFT's `task_type` for adapters of this family.
+        padding_side (`str`): How rows are padded by default.
+        reads_right_context (`bool`): Whether the model sees the text after the blank.
+        default_left_context_words (`int`): Words before the blank to ask of feature data built for this family.
+        min_left_context_words (`int`): Words a blank needs before it at the very least (e.g. neutral rows).
+        class_tokens_per_row (`bool`): Whether the tokens that spell a class's word at the blank depend on the row
+            (a causal LM reads the word's first token after each row's prefix) or are the same for every row.
+        description (`str`), lms_description (`str`): How model cards describe the objective and its LMS.
+    """
 
     name: str = ""
+    auto_class: str = "AutoModel"
+    pipeline_tag: str | None = None
+    peft_task_type: str | None = None
+    padding_side: str = "right"
+    reads_right_context: bool = True
+    default_left_context_words: int = 0
+    min_left_context_words: int = 0
+    class_tokens_per_row: bool = False
+    description: str = ""
+    lms_description: str = ""
+
+    @classmethod
+    def auto_model_class(cls):
+        """The transformers Auto class (e.g. `AutoModelForCausalLM`) named by `auto_class`."""
+        return getattr(transformers, cls.auto_class)
 
     def __init__(self, tokenizer, max_length: int | None = None):
         if not getattr(tokenizer, "is_fast", False):
@@ -234,27 +237,24 @@ class Objective:
         alternative = list(alternative) if alternative is not None else list(factual)
         if not (len(masked) == len(factual) == len(alternative)):
             raise ObjectiveError("`masked`, `factual` and `alternative` must have the same length.")
-        # Causal rows default to left padding: every row then reads the last position (see `target_log_probs`);
-        # explicit position ids make the result the same for either side.
-        side = padding_side or ("left" if self.name == "causal_lm" else "right")
-        if self.name == "masked_lm":
-            # Bidirectional models derive absolute positions from the start of the row (RoBERTa from the padding
-            # itself), so they are only correct with right padding; the target position says where to read.
-            side = "right"
         sequences, positions, fac_ids, alt_ids = self._rows(list(masked), list(factual), alternative)
-        ids, mask, shifts = self._pad(sequences, side)
+        ids, mask, shifts = self._pad(sequences, self._padding_side(padding_side))
         target_positions = torch.tensor([p + s for p, s in zip(positions, shifts)], dtype=torch.long)
-        position_ids = None
-        if self.name == "causal_lm":
-            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         return ObjectiveBatch(
             input_ids=ids,
             attention_mask=mask,
             target_positions=target_positions,
             factual_ids=torch.tensor(fac_ids, dtype=torch.long),
             alternative_ids=torch.tensor(alt_ids, dtype=torch.long),
-            position_ids=position_ids,
+            position_ids=self._position_ids(mask),
         )
+
+    def _padding_side(self, requested: str | None) -> str:
+        return requested or self.padding_side
+
+    def _position_ids(self, attention_mask: torch.Tensor) -> torch.Tensor | None:
+        """Explicit position ids for the model, or `None` to let it derive them."""
+        return None
 
     def usable(
         self, masked: Sequence[str], factual: Sequence[str], alternative: Sequence[str], chunk_size: int = 256
@@ -283,6 +283,31 @@ class Objective:
     def _rows(self, masked, factual, alternative):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def row_from_text(self, text: str) -> str:
+        """The row text for what a user typed (the app): one `[MASK]` where the model should fill in a word.
+
+        Raises:
+            ObjectiveError: when the text cannot become a row of this objective.
+        """
+        count = text.count(MASK)
+        if count != 1:
+            raise ObjectiveError(
+                f"The text has {'no' if count == 0 else count} {MASK}. Put one {MASK} where a word would go, e.g. "
+                f"'My friend said that {MASK} would come.'"
+            )
+        return text
+
+    # -- language-modelling score (see gradiend_hf.evaluation.lms)
+
+    def lms_example(self, ids: list[int], ordinary: list[int], rng, mask_rate: float):  # pragma: no cover
+        """`(inputs, targets)` of one neutral text for the language-modelling score, or `None` when it has nothing
+        to score; `targets` holds -100 where nothing is scored. `ordinary` are the positions that may be scored."""
+        raise NotImplementedError
+
+    def score_lms(self, model: nn.Module, batches) -> dict[str, float]:  # pragma: no cover - abstract
+        """The language-modelling score of `model` on padded `(input_ids, attention_mask, targets)` batches."""
+        raise NotImplementedError
+
     # -- scoring
 
     def target_log_probs(self, model: nn.Module, batch: ObjectiveBatch) -> torch.Tensor:
@@ -306,131 +331,6 @@ class Objective:
         factual = -log_probs[rows, batch.factual_ids.to(log_probs.device)]
         alternative = -log_probs[rows, batch.alternative_ids.to(log_probs.device)]
         return factual, alternative
-
-
-class MaskedLMObjective(Objective):
-    """The word's token is replaced by the tokenizer's mask token; the logits at that position predict it."""
-
-    name = "masked_lm"
-
-    def __init__(self, tokenizer, max_length: int | None = None):
-        super().__init__(tokenizer, max_length)
-        if tokenizer.mask_token_id is None:
-            raise ObjectiveError("This tokenizer has no mask token, so it cannot serve a masked LM objective.")
-
-    def _rows(self, masked, factual, alternative):
-        parts = [split_masked(text) for text in masked]
-        prefixes, suffixes = [p for p, _ in parts], [x for _, x in parts]
-        sequences, positions, fac_ids, alt_ids = [], [], [], []
-        rows = self._fill_both(prefixes, suffixes, list(factual), list(alternative))
-        for row, (fw, aw, (ids_f, ids_a, i_f, i_a)) in enumerate(zip(factual, alternative, rows)):
-            if i_f != i_a or ids_f[:i_f] != ids_a[:i_a] or ids_f[i_f + 1 :] != ids_a[i_a + 1 :]:
-                raise ObjectiveError(
-                    f"Filling the blank with {fw!r} or {aw!r} changes the tokens around it in {masked[row][:80]!r}; "
-                    "the two words must share their context."
-                )
-            sequence = list(ids_f)
-            sequence[i_f] = self.tokenizer.mask_token_id
-            sequence, position = self._window(sequence, i_f)
-            sequences.append(sequence)
-            positions.append(position)
-            fac_ids.append(ids_f[i_f])
-            alt_ids.append(ids_a[i_a])
-        return sequences, positions, fac_ids, alt_ids
-
-    def _window(self, sequence: list[int], position: int) -> tuple[list[int], int]:
-        """Cuts a too-long row to `max_length` tokens around the blank, keeping its special first/last tokens."""
-        if len(sequence) <= self.max_length:
-            return sequence, position
-        special = set(self.tokenizer.all_special_ids)
-        head = sequence[:1] if sequence[0] in special else []
-        tail = sequence[-1:] if sequence[-1] in special else []
-        body = sequence[len(head) : len(sequence) - len(tail)]
-        size = self.max_length - len(head) - len(tail)
-        centre = position - len(head)
-        start = max(0, min(centre - size // 2, len(body) - size))
-        return head + body[start : start + size] + tail, len(head) + centre - start
-
-
-class CausalLMObjective(Objective):
-    """The text before the blank is the input; the logits at its last token predict the word's first token."""
-
-    name = "causal_lm"
-
-    def _rows(self, masked, factual, alternative):
-        prefixes = []
-        for text in masked:
-            prefix, _ = split_masked(text)
-            if not prefix.strip():
-                raise ObjectiveError(
-                    f"The row {text[:80]!r} has no text before {MASK}; a causal LM only sees the left context. "
-                    "Build the data with `min_left_context_words` > 0."
-                )
-            prefixes.append(prefix)
-        sequences, positions, fac_ids, alt_ids = [], [], [], []
-        rows = self._fill_both(prefixes, [""] * len(prefixes), list(factual), list(alternative))
-        for row, (prefix, fw, aw, (ids_f, ids_a, i_f, i_a)) in enumerate(zip(prefixes, factual, alternative, rows)):
-            # Tokenizers that append an end token (rare for causal LMs) put it after the word; ignore it.
-            if i_f != i_a or ids_f[:i_f] != ids_a[:i_a]:
-                raise ObjectiveError(
-                    f"The prefix {prefix[-60:]!r} tokenizes differently before {fw!r} and {aw!r}; the two words "
-                    "must share their context."
-                )
-            if i_f == 0:
-                raise ObjectiveError(
-                    f"The row {masked[row][:80]!r} leaves no token before the word to predict it from."
-                )
-            # Too long a prefix keeps its end: that is what predicts the next token.
-            context = list(ids_f[:i_f])[-self.max_length :]
-            sequences.append(context)
-            positions.append(len(context) - 1)
-            fac_ids.append(ids_f[i_f])
-            alt_ids.append(ids_a[i_a])
-        return sequences, positions, fac_ids, alt_ids
-
-
-def get_objective(
-    name_or_model: str | nn.Module, tokenizer, max_length: int | None = None, model: nn.Module | None = None
-) -> Objective:
-    """Returns the objective for `"masked_lm"`, `"causal_lm"` or a model (detected).
-
-    `max_length` defaults to what the model's position embeddings allow (of `name_or_model` or `model`), so a long
-    text is windowed (masked LM) or keeps its end (causal LM) instead of crashing the model.
-    """
-    model = model if model is not None else (None if isinstance(name_or_model, str) else name_or_model)
-    name = name_or_model if isinstance(name_or_model, str) else detect_objective(name_or_model)
-    if max_length is None and model is not None:
-        max_length = max_input_length(model, tokenizer)
-    if name == "masked_lm":
-        return MaskedLMObjective(tokenizer, max_length)
-    if name == "causal_lm":
-        return CausalLMObjective(tokenizer, max_length)
-    raise ObjectiveError(f"Unknown objective {name!r}; choose 'masked_lm' or 'causal_lm'.")
-
-
-def max_input_length(model: nn.Module, tokenizer) -> int | None:
-    """The most tokens one row may have for `model`: its position embeddings, the tokenizer's limit, and 512."""
-    config = getattr(model, "config", None)
-    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    if not positions:
-        return None
-    model_max = getattr(tokenizer, "model_max_length", None) or 512
-    # RoBERTa reserves padding_idx + 1 positions before the first token.
-    reserved = (getattr(config, "pad_token_id", 0) or 0) + 1 if config.model_type in ("roberta", "xlm-roberta") else 0
-    return min(int(model_max), 512, int(positions) - reserved)
-
-
-def is_single_token(tokenizer, word: str, objective: str = "causal_lm", context: str = "The word") -> bool:
-    """Whether `word` is one token for `tokenizer` after `context` (with a space), as the objective would read it."""
-    obj = get_objective(objective, tokenizer)
-    try:
-        if objective == "masked_lm":
-            obj.prepare([f"{context} {MASK} ."], [word])
-        else:
-            obj.prepare([f"{context} {MASK}"], [word])
-    except ObjectiveError:
-        return False
-    return True
 
 
 def _accepts(model: nn.Module, argument: str) -> bool:

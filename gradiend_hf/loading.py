@@ -1,5 +1,6 @@
-"""Where a model is loaded from: a local folder or a Hub id, checked before loading, with the Hub's errors turned
-into one clear [`GradiendLoadError`].
+"""Checks of what is loaded: where a model comes from (a local folder or a Hub id), whether a folder holds a whole
+GRADIEND, and what `from_pretrained` reported; the Hub's and safetensors' errors become one clear
+[`GradiendLoadError`].
 
 `from_pretrained` treats any string that is not an existing folder as a Hub id, so a mistyped local path ends,
 after several network retries, in "We couldn't connect to 'https://huggingface.co'". [`resolve_location`] says "no
@@ -23,9 +24,10 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import validate_repo_id
+from safetensors import SafetensorError, safe_open
 
+from .artefacts import check_complete
 from .errors import GradiendFileNotFoundError, GradiendLoadError
-from .io import check_complete
 
 
 def is_hub_id(name: str) -> bool:
@@ -147,3 +149,92 @@ def check_gradiend_folder(folder: str | os.PathLike) -> None:
             f"{folder!r} has a GRADIEND config.json but no weights (model.safetensors); the save is incomplete. "
             "Save the GRADIEND again."
         )
+
+
+def safetensors_only(kwargs: dict) -> dict:
+    """`from_pretrained` keyword arguments that load safetensors only (pickles can run code when unpickled)."""
+    if kwargs.get("use_safetensors") is False:
+        raise GradiendLoadError("GRADIENDs load from safetensors only; `use_safetensors=False` is not supported.")
+    return {**kwargs, "use_safetensors": True}
+
+
+def check_gradiend_source(name: str, config_class, kwargs: dict) -> None:
+    """Refuses, before any weight is read, a local folder that is no whole GRADIEND save, or a Hub repo whose
+    config is another model's."""
+    if os.path.isdir(name):
+        check_gradiend_folder(name)
+        return
+    hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
+    with hub_errors(name, "GRADIEND"):
+        config_dict, _ = config_class.get_config_dict(name, **hub_kwargs)
+    check_model_type(config_dict.get("model_type"), name)
+
+
+@contextlib.contextmanager
+def gradiend_load_errors(name: str, expected_shapes) -> Iterator[None]:
+    """Turns what `from_pretrained` raises for a broken GRADIEND checkpoint into a [`GradiendLoadError`].
+
+    Args:
+        name (`str`): The folder or Hub id.
+        expected_shapes (`Callable[[], dict]`): Tensor name → shape the config asks for, to name mis-shaped tensors
+            of a local folder.
+    """
+    with hub_errors(name, "GRADIEND"):
+        try:
+            yield
+        except SafetensorError as error:
+            raise GradiendLoadError(
+                f"A weights file of the GRADIEND {name!r} is corrupt or truncated ({error}); an interrupted copy or "
+                "download? Save or download it again."
+            ) from None
+        except RuntimeError as error:
+            if "ignore_mismatched_sizes" not in str(error):
+                raise
+            shapes = _mismatched_shapes(name, expected_shapes()) if os.path.isdir(name) else []
+            raise GradiendLoadError(
+                f"The weights of the GRADIEND {name!r} do not match its config.json (tensors of other shapes"
+                f"{': ' + '; '.join(shapes[:3]) if shapes else ''}): the checkpoint was edited, or its config and "
+                "weights come from different saves. Re-save the GRADIEND from a model that loads."
+            ) from None
+        except OSError as error:
+            if "safetensors" in str(error) and not os.path.isdir(name):
+                raise GradiendLoadError(
+                    f"The GRADIEND {name!r} has no safetensors weights (only pickled ones, which gradiend-hf does not "
+                    "load because unpickling can run code). Re-save it with `save_pretrained`."
+                ) from error
+            raise
+
+
+def check_loading_info(info: dict, name: str) -> None:
+    """Raises a [`GradiendLoadError`] naming the tensors `from_pretrained` reports missing, unexpected or
+    mis-shaped: a GRADIEND is never returned partly random."""
+    missing_kept = sorted(k for k in info.get("missing_keys") or () if str(k).startswith("kept."))
+    if missing_kept:
+        raise GradiendLoadError(
+            f"The kept positions of the pruned GRADIEND {name!r} are missing or corrupt (the checkpoint lacks "
+            f"{missing_kept[0]!r}). Re-save the pruned GRADIEND, or prune the full GRADIEND again."
+        )
+    problems = []
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get(kind) or ())
+        if keys:
+            problems.append(f"{kind.replace('_keys', '')} tensors {keys[:3]}{' …' if len(keys) > 3 else ''}")
+    if problems:
+        raise GradiendLoadError(
+            f"The weights of the GRADIEND {name!r} do not match its config.json ({'; '.join(problems)}): the "
+            "checkpoint is incomplete, edited, or its config and weights come from different saves. Re-save the "
+            "GRADIEND from a model that loads."
+        )
+
+
+def _mismatched_shapes(folder: str, expected: dict[str, tuple[int, ...]]) -> list[str]:
+    """`"key: file (a, b), config (c, d)"` for every tensor of a local checkpoint whose shape the config does not give."""
+    found = []
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("model") and name.endswith(".safetensors"):
+            with safe_open(os.path.join(folder, name), framework="pt") as file:
+                for key in file.keys():
+                    shape = tuple(file.get_slice(key).get_shape())
+                    if key in expected and expected[key] != shape:
+                        found.append(f"{key}: file {shape}, config {expected[key]}")
+    return found

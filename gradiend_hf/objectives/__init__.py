@@ -1,0 +1,37 @@
+"""Objectives: how a masked row becomes model inputs and a score, per model family. The only place (with
+`gradiend_hf.params`) that knows model families; every other module asks an [`Objective`] for what it needs."""
+
+from .base import IGNORE_INDEX, MASK, MultiTokenWordError, Objective, ObjectiveBatch, ObjectiveError, split_masked
+from .causal_lm import CausalLMObjective
+from .masked_lm import MaskedLMObjective
+from .registry import (
+    OBJECTIVE_CLASSES,
+    OBJECTIVES,
+    detect_objective,
+    get_objective,
+    is_single_token,
+    max_input_length,
+    objective_class,
+    objective_of_config,
+)
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "MASK",
+    "OBJECTIVES",
+    "OBJECTIVE_CLASSES",
+    "CausalLMObjective",
+    "MaskedLMObjective",
+    "MultiTokenWordError",
+    "Objective",
+    "ObjectiveBatch",
+    "ObjectiveError",
+    "detect_objective",
+    "get_objective",
+    "is_single_token",
+    "max_input_length",
+    "objective_class",
+    "objective_of_config",
+    "split_masked",
+]
