@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from .errors import GradiendError
-from .evaluation.rows import resolve_split, sample_by_class
+from .evaluation.rows import check_usable, resolve_split, sample_by_class
 from .gradiend_modules import escape_parameter_name
 from .gradients import encode_texts
 from .importance import IMPORTANCE_PARTS
@@ -431,10 +431,7 @@ def cross_encoding_matrix(
         picked = [
             r for r in sample_by_class(rows, classes, max_rows, seed) if r["factual_class"] != r["alternative_class"]
         ]
-        usable = objective.usable(
-            [r["masked"] for r in picked], [r["factual"] for r in picked], [r["alternative"] for r in picked]
-        )
-        picked = [r for r, ok in zip(picked, usable) if ok]
+        check_usable(objective, picked)
         texts = ([r["masked"] for r in picked], [r["factual"] for r in picked], [r["alternative"] for r in picked])
         for name, gradiend in named.items():
             values = encode_texts(gradiend, base_model, objective, *texts, batch_size)[:, 0]

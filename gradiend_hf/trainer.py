@@ -40,7 +40,7 @@ from .training_data import (
     GradiendDataError,
     GroupedFeatureDataset,
     check_feature_rows,
-    drop_unusable_rows,
+    check_usable_rows,
     feature_classes_of,
 )
 
@@ -117,9 +117,10 @@ class GradiendTrainer(Trainer):
             check_feature_rows(eval_dataset, "eval_dataset")
 
         self.objective = get_objective(base_model, processing_class)
-        train_dataset = drop_unusable_rows(train_dataset, self.objective, "training")
+        # Nothing is dropped: a row the tokenizer cannot represent is an error before anything is trained.
+        check_usable_rows(train_dataset, self.objective, "training")
         if eval_dataset is not None:
-            eval_dataset = drop_unusable_rows(eval_dataset, self.objective, "evaluation")
+            check_usable_rows(eval_dataset, self.objective, "evaluation")
         self._sync_config(model, args, train_dataset)
         self.base_model = base_model
         for param in base_model.parameters():

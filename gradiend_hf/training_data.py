@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers.utils import logging
 
 from .data.errors import FeatureDataError, InvalidRowError
 from .data.schema import MASK, ROW_COLUMNS
@@ -24,8 +23,6 @@ from .objectives import Objective
 
 REQUIRED_COLUMNS = ROW_COLUMNS
 
-
-logger = logging.get_logger(__name__)
 
 # One error for unusable feature rows, wherever they are found (data building, training, evaluation).
 GradiendDataError = FeatureDataError
@@ -80,27 +77,16 @@ def _check_column(values: Sequence, column: str, name: str) -> None:
         )
 
 
-def drop_unusable_rows(dataset, objective, role: str):
-    """Drops rows the objective cannot use (a word the tokenizer splits, e.g. "SHE"), with a warning.
+def check_usable_rows(dataset, objective, role: str) -> None:
+    """Checks, before anything is trained or evaluated, that the objective can use every row; nothing is dropped.
+
+    Words of several tokens and phrases are fine (see [`Objective`]).
 
     Raises:
-        [`FeatureDataError`]: when no row is left.
+        [`UnrepresentableWordError`]: naming every word the tokenizer cannot represent (e.g. an unknown token).
+        [`ObjectiveError`]: for other unusable rows (e.g. no text before the blank of a causal LM's row).
     """
-    flags = objective.usable(dataset["masked"], dataset["factual"], dataset["alternative"])
-    dropped = len(flags) - sum(flags)
-    if dropped == 0:
-        return dataset
-    if dropped == len(flags):
-        raise FeatureDataError(
-            f"None of the {len(flags)} {role} rows can be used with this tokenizer (every target word is split into "
-            "several tokens or unknown). Choose words that are single tokens for it."
-        )
-    words = sorted({w for w, ok in zip(dataset["factual"], flags) if not ok})[:8]
-    logger.warning(
-        f"Dropped {dropped} of {len(flags)} {role} rows whose word is not a single token for this tokenizer "
-        f"(e.g. {', '.join(map(repr, words))})."
-    )
-    return dataset.select([i for i, ok in enumerate(flags) if ok])
+    objective.check_rows(dataset["masked"], dataset["factual"], dataset["alternative"], what=f"{role} rows")
 
 
 def feature_classes_of(dataset) -> list[str]:

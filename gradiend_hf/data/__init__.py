@@ -20,6 +20,7 @@ from .errors import (
     EmptyClassError,
     FeatureDataError,
     InvalidClassesError,
+    InvalidPairingError,
     InvalidRowError,
     InvalidViewError,
     InvalidWordError,
@@ -35,6 +36,7 @@ from .errors import (
 )
 from .feature_dataset import make_feature_dataset
 from .neutral import ENGLISH_PERSONAL_PRONOUNS, make_neutral_dataset
+from .pairing import WordPairing
 from .schema import (
     FEATURE_COLUMNS,
     MASK,
@@ -68,6 +70,7 @@ __all__ = [
     "FeatureClasses",
     "FeatureDataError",
     "InvalidClassesError",
+    "InvalidPairingError",
     "InvalidRowError",
     "InvalidViewError",
     "InvalidWordError",
@@ -80,6 +83,7 @@ __all__ = [
     "OverlappingClassesError",
     "UnknownBuiltinError",
     "UnknownClassError",
+    "WordPairing",
     "all_pair_views",
     "apply_view",
     "builtin_info",

@@ -11,7 +11,15 @@ from ..gradients import encode_texts
 from ..objectives import get_objective
 from .feature_factor import feature_classes_and_positive
 from .metrics import EvaluationError, encoder_metrics
-from .rows import blank_random_word, class_words, neutral_texts, resolve_split, sample_by_class, sample_texts
+from .rows import (
+    blank_random_word,
+    check_usable,
+    class_words,
+    neutral_texts,
+    resolve_split,
+    sample_by_class,
+    sample_texts,
+)
 
 
 @dataclass
@@ -112,11 +120,8 @@ def evaluate_encoder(
             "differ from the GRADIEND's feature classes."
         )
     objective = get_objective(base_model, tokenizer)
-    # Rows whose word the tokenizer splits (e.g. "SHE") have no single-token gradient; the trainer drops them too.
-    usable = objective.usable(
-        [r["masked"] for r in picked], [r["factual"] for r in picked], [r["alternative"] for r in picked]
-    )
-    picked = [row for row, ok in zip(picked, usable) if ok]
+    # Every row is encoded, words of several tokens too; one the tokenizer cannot represent is an error.
+    check_usable(objective, picked)
     excluded = {word for words in class_words(dataset, classes).values() for word in words}
 
     table = []

@@ -47,6 +47,13 @@ def class_words(dataset, classes: Sequence[str]) -> dict[str, list[str]]:
     return data_class_words(dataset, classes, error=EvaluationError)
 
 
+def check_usable(objective: Objective, rows: Sequence[dict]) -> None:
+    """Checks that the objective can use every evaluation row (nothing is dropped; see [`Objective.check_rows`])."""
+    objective.check_rows(
+        [r["masked"] for r in rows], [r["factual"] for r in rows], [r["alternative"] for r in rows], "evaluation rows"
+    )
+
+
 def sample_by_class(rows, classes: Sequence[str], max_rows: int | None, seed: int) -> list[dict]:
     """Rows whose factual class is in `classes`, at most `max_rows` per class (a seeded random sample).
 
@@ -98,7 +105,8 @@ def blank_random_word(
     """Blanks out one random word of each text, for neutral rows.
 
     A word qualifies when it is not one of `excluded_words` (case-insensitive), the objective reads it as a single
-    token, and, for causal LMs, at least one word precedes it (the model needs left context to predict it).
+    token (the cheapest neutral target; feature words may be several tokens), and, for causal LMs, at least one word
+    precedes it (the model needs left context to predict it).
 
     Args:
         texts (`Iterable[str]`): Sentences without `[MASK]`.
@@ -123,9 +131,10 @@ def blank_random_word(
         for match in spans[:max_tries]:
             masked = text[: match.start()] + MASK + text[match.end() :]
             try:
-                objective.prepare([masked], [match.group()])
+                if len(objective.word_tokens([masked], [match.group()])[0]) != 1:
+                    continue  # split into several tokens: try another word
             except ObjectiveError:
-                continue  # split into several tokens, unknown or merged with its neighbours: try another word
+                continue  # unknown or merged with its neighbours: try another word
             out.append((index, masked, match.group()))
             break
     return out
