@@ -294,3 +294,27 @@ def test_both_evaluations_use_every_multi_token_row():
     base = decoder.base
     # The class probabilities at the base model are the exact word probabilities, HE/SHE rows included.
     assert 0 < base["prob_M_on_F"] < 1 and 0 < base["prob_F_on_M"] < 1
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_too_long_rows_keep_every_token_of_the_word(family):
+    model, tok = tiny_model(family)
+    objective = get_objective(model, tok)
+    objective.max_length = 12
+    filler = "the old man saw the sea and the red car " * 4
+    texts = [f"{filler}and then [MASK] came {filler}".strip() + ".", f"Yes [MASK] said {filler}."]
+    batch = objective.prepare(texts, ["muslim", "muslim"], ["he", "he"])
+    counts = batch.token_counts()
+    assert (batch.attention_mask.sum(1) <= 12).all()
+    with torch.no_grad():
+        log_probs = objective.word_log_probs(model, batch)
+    assert torch.isfinite(log_probs).all() and counts[0, 0] > 1
+    if family == "bert":  # every token of the word is a mask inside the window, next to its neighbours
+        assert (batch.input_ids[batch.read_sequences, batch.read_positions] == tok.mask_token_id).all()
+        for sequence in range(len(batch.input_ids)):
+            masks = (batch.input_ids[sequence] == tok.mask_token_id).nonzero().squeeze(-1)
+            row = int(batch.sequence_rows[sequence])
+            assert len(masks) in {int(counts[row, 0]), int(counts[row, 1])}
+            assert masks.tolist() == list(range(int(masks[0]), int(masks[0]) + len(masks)))
+    else:  # the prefix keeps its end, so the continuation still fits
+        assert len(batch.input_ids) == 2 and batch.input_ids.shape[1] <= 12
