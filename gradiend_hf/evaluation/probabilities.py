@@ -1,7 +1,7 @@
 """Probability of each feature class at the blank of masked rows.
 
 The probability of a class is the sum of the probabilities of its words' spellings at the blank, and the probability
-of a word of several tokens is the objective's (`Objective.word_probability`):
+of a word of several tokens is the objective's (see `objectives/masked_lm.py`, `objectives/causal_lm.py`):
 
 - Masked LM: a single-token spelling counts through its surface variants, i.e. every vocabulary entry that equals one
   of the class's words after removing a leading word-boundary marker (`Ġ`, `▁`) and lower-casing ("he", "He", "Ġhe"

@@ -69,7 +69,6 @@ class Objective:
         class_tokens_per_row (`bool`): Whether the tokens that spell a class's word at the blank depend on the row
             (a causal LM reads the word after each row's prefix) or the single-token spellings are the same for every
             row (a masked LM's surface variants).
-        word_probability (`str`): How the probability of a multi-token word is defined (cards and docs).
         description (`str`), lms_description (`str`): How model cards describe the objective and its LMS.
     """
 
@@ -82,7 +81,6 @@ class Objective:
     default_left_context_words: int = 0
     min_left_context_words: int = 0
     class_tokens_per_row: bool = False
-    word_probability: str = ""
     description: str = ""
     lms_description: str = ""
 
@@ -292,8 +290,8 @@ class Objective:
 
     def word_log_probs(self, model: nn.Module, batch: ObjectiveBatch) -> torch.Tensor:
         """Log-probability of every word of every row, shape `(rows, slots)`: the sum of its tokens' log-probs
-        (`-inf` for a slot the row does not have). What that probability is depends on the family
-        (`word_probability`)."""
+        (`-inf` for a slot the row does not have). What that probability is depends on the family (see its
+        module)."""
         return batch.word_log_probs(self.target_log_probs(model, batch))
 
     def losses(self, model: nn.Module, batch: ObjectiveBatch) -> tuple[torch.Tensor, torch.Tensor]:

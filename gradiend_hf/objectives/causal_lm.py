@@ -42,7 +42,6 @@ class CausalLMObjective(Objective):
     default_left_context_words = 10
     min_left_context_words = 1
     class_tokens_per_row = True
-    word_probability = "chain-rule probability of its tokens after the text before the blank"
     description = "causal LM (next token after the text before the blank)"
     lms_description = "1 / (1 + mean next-token NLL)"
 

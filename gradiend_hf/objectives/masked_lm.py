@@ -32,7 +32,6 @@ class MaskedLMObjective(Objective):
     default_left_context_words = 0
     min_left_context_words = 0
     class_tokens_per_row = False
-    word_probability = "product of the per-position probabilities of its tokens, all of them masked"
     description = "masked LM (the blank is the mask token)"
     lms_description = "accuracy on randomly masked tokens"
 
