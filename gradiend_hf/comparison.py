@@ -4,6 +4,8 @@
   (`encoder-weight`, `decoder-weight`, `decoder-bias`, `decoder-sum`), top-k overlap and mass overlap (method.md §6),
   as a `pandas.DataFrame` indexed by GRADIEND name.
 - [`cross_encoding_matrix`]: each GRADIEND's mean encoding on each feature's test classes.
+- [`gradiend_hf.transition_encoding.transition_encoding_matrix`]: each GRADIEND's mean encoding of every transition
+  of a feature with more classes (identity transitions too).
 - [`topk_sets`], [`topk_locations`]: the sets behind the overlaps and where the top weights sit (layer, module), for
   the figures in [`gradiend_hf.comparison_plots`].
 
@@ -51,7 +53,8 @@ class GradiendComparisonError(GradiendError):
 
 
 def named_gradiends(gradiends) -> dict:
-    """`{name: gradiend}` from a mapping, or from a sequence (named by their feature classes, e.g. `"M/F"`)."""
+    """`{name: gradiend}` from a mapping (a [`SuiteResult`] is one), or from a sequence (named by their feature
+    classes, e.g. `"M/F"`)."""
     if isinstance(gradiends, Mapping):
         named = dict(gradiends)
     else:

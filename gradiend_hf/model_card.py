@@ -50,6 +50,8 @@ class GradiendCardFacts:
         dataset_sizes (`Mapping`, *optional*): Split → number of rows, or split → {class → rows}; read from the
             built-in dataset's manifest when not given.
         training_args ([`GradiendTrainingArguments`] or `dict`, *optional*): The training hyper-parameters.
+        suite (`Mapping`, *optional*): The suite the GRADIEND belongs to ([`gradiend_hf.suite_report.suite_facts`]):
+            its `title`, `link` and `members` (name, feature, location), for a section linking the siblings.
     """
 
     encoder_report: Any = None
@@ -58,6 +60,7 @@ class GradiendCardFacts:
     dataset_name: str | None = None
     dataset_sizes: Mapping | None = None
     training_args: Any = None
+    suite: Mapping | None = None
 
     def __bool__(self) -> bool:
         return any(value not in (None, ()) for value in vars(self).values())
@@ -118,6 +121,9 @@ class GradiendModelCardData(CardData):
     lms_rows: list[dict] = field(default_factory=list)
     evaluation_sentence: str | None = None
     figures: list[tuple[str, str]] = field(default_factory=list)
+    suite_title: str | None = None
+    suite_link: str | None = None
+    suite_rows: list[dict] = field(default_factory=list)
     versions: list[tuple[str, str]] = field(default_factory=list)
 
     def to_yaml(self, line_break=None, original_order=None) -> str:
@@ -185,6 +191,8 @@ class GradiendModelCardData(CardData):
         data.rewrite_rows, data.probability_rows, data.lms_rows, data.evaluation_sentence = sections.rewrite(
             config, decoder_report, classes
         )
+        for name, value in sections.suite_values(facts.suite).items():
+            setattr(data, name, value)
         return data
 
 
@@ -222,6 +230,7 @@ def write_gradiend_card(
     dataset_sizes: Mapping | None = None,
     training_args=None,
     model_id: str | None = None,
+    suite: Mapping | None = None,
 ) -> ModelCard:
     """Writes the full model card (README.md) of a GRADIEND into `save_directory`.
 
@@ -233,7 +242,7 @@ def write_gradiend_card(
     Args:
         gradiend ([`GradiendModel`]): The GRADIEND (usually just saved into `save_directory`).
         save_directory (`str` or `os.PathLike`): The GRADIEND's folder (created if missing).
-        encoder_report, decoder_report, figures, dataset_name, dataset_sizes, training_args: see
+        encoder_report, decoder_report, figures, dataset_name, dataset_sizes, training_args, suite: see
             [`GradiendCardFacts`].
         model_id (`str`, *optional*): Where the quick start loads the GRADIEND from (a Hub repo id the folder will be
             pushed to); defaults to `save_directory`. A push renders the card again for its repo anyway.
@@ -248,7 +257,9 @@ def write_gradiend_card(
     with atomic_folder(save_directory, KIND_GRADIEND, update=True) as staging:
         names = [_place_figure(path, save_directory, staging) for path in figures or []]
         _update_saved_config(gradiend.config, save_directory, staging)
-        facts = GradiendCardFacts(encoder_report, decoder_report, names, dataset_name, dataset_sizes, training_args)
+        facts = GradiendCardFacts(
+            encoder_report, decoder_report, names, dataset_name, dataset_sizes, training_args, suite
+        )
         data = card_data(gradiend.config, model_id or save_directory, facts, str(gradiend.dtype).replace("torch.", ""))
         card = write_card(staging, data, TEMPLATE)
     return card

@@ -277,10 +277,12 @@ class GradiendTrainer(Trainer):
         config = self.accelerator.unwrap_model(self.model).config
         table = pd.DataFrame(
             {
-                "type": "training",
+                # Identity rows expect 0 and are reported apart; the correlation is the pair's.
+                "type": ["identity" if r["factual_class"] == r["alternative_class"] else "training" for r in rows],
                 "expected": [config.expected_encoding(r["factual_class"], r["alternative_class"]) for r in rows],
                 "encoding": encodings[:, 0],
                 "factual_class": [r["factual_class"] for r in rows],
+                "alternative_class": [r["alternative_class"] for r in rows],
             }
         )
         found = encoder_metrics(table)
@@ -290,6 +292,9 @@ class GradiendTrainer(Trainer):
             if name in found
         }
         metrics[f"{metric_key_prefix}_rows"] = float(len(rows))
+        identity = table[table["type"] == "identity"]
+        if len(identity):
+            metrics[f"{metric_key_prefix}_identity_mean"] = float(identity["encoding"].mean())
         for cls in config.feature_classes:
             metrics[f"{metric_key_prefix}_mean_{cls}"] = float(found["mean_by_class"].get(cls, float("nan")))
         # Callbacks may flip the GRADIEND's sign; log what describes the model after them.

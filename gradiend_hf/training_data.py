@@ -43,6 +43,12 @@ def check_feature_rows(dataset, name: str = "train_dataset") -> None:
     if columns is None and len(dataset):
         columns = list(dataset[0].keys())
     missing = [c for c in REQUIRED_COLUMNS if c not in (columns or [])]
+    if missing and "alternatives" in (columns or []):
+        raise FeatureDataError(
+            f"`{name}` has feature rows of several classes (an `alternatives` column); a GRADIEND learns one "
+            "two-class feature of them. Train on a view (`gradiend_hf.data.pair_view`, `one_vs_rest_view`, "
+            "`merged_view`) or a family of them with `gradiend_hf.suite.train_suite`."
+        )
     if missing:
         raise FeatureDataError(
             f"`{name}` lacks the column(s) {missing}. Build feature rows with "
@@ -90,16 +96,24 @@ def check_usable_rows(dataset, objective, role: str) -> None:
 
 
 def feature_classes_of(dataset) -> list[str]:
-    """The two feature classes of a dataset, the one labelled +1 first when a `label` column exists."""
+    """The two feature classes of a dataset, the one labelled +1 first when a `label` column exists.
+
+    Identity rows (`factual_class == alternative_class`, label 0: the other classes of a view with `identity=True`)
+    belong to no feature class.
+    """
     classes: dict[str, int] = {}
     has_label = "label" in dataset.column_names
-    labels = dataset["label"] if has_label else [0] * len(dataset)
-    for cls, label in zip(dataset["factual_class"], labels):
-        classes.setdefault(cls, label)
+    labels = dataset["label"] if has_label else [None] * len(dataset)
+    for cls, other, label in zip(dataset["factual_class"], dataset["alternative_class"], labels):
+        if cls == other:
+            continue
+        classes.setdefault(cls, label or 0)
     if len(classes) != 2:
         raise FeatureDataError(
             f"A GRADIEND learns a feature between two classes, but the rows have {len(classes)} factual "
-            f"class(es): {sorted(classes)}. Give rows of both classes (e.g. he→she AND she→he)."
+            f"class(es) with a transition to another class: {sorted(classes)}. Give rows of both classes (e.g. he→she "
+            "AND she→he); for a dataset with more classes, train on a view (`gradiend_hf.data.pair_view`, "
+            "`one_vs_rest_view`, `merged_view`)."
         )
     return sorted(classes, key=lambda c: -classes[c])
 
@@ -116,7 +130,8 @@ class GroupedFeatureDataset(torch.utils.data.Dataset):
     def __init__(self, dataset, group_size: int, seed: int = 0):
         check_feature_rows(dataset)
         by_transition: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-        columns = {c: dataset[c] for c in REQUIRED_COLUMNS}
+        # Plain lists: with datasets>=4 `dataset[c]` is a lazy column whose every `[i]` reads Arrow again.
+        columns = dataset.select_columns(list(REQUIRED_COLUMNS)).to_dict()
         for i in range(len(dataset)):
             row = {c: columns[c][i] for c in REQUIRED_COLUMNS}
             by_transition[(row["factual_class"], row["alternative_class"])].append(row)

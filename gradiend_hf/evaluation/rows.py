@@ -59,13 +59,31 @@ def sample_by_class(rows, classes: Sequence[str], max_rows: int | None, seed: in
 
     Rows of other classes are dropped; rows of a class keep their dataset order.
     """
-    by_class: dict[str, list[int]] = {name: [] for name in classes}
-    for index, name in enumerate(rows["factual_class"]):
-        if name in by_class:
-            by_class[name].append(index)
+    wanted = set(classes)
+    groups = [(name,) if name in wanted else None for name in rows["factual_class"]]
+    return _sample_groups(rows, groups, max_rows, seed, order=[(name,) for name in classes])
+
+
+def sample_by_transition(rows, max_rows: int | None, seed: int) -> list[dict]:
+    """At most `max_rows` rows of each transition (`factual_class`, `alternative_class`), a seeded random sample.
+
+    Used for evaluations over every transition of a feature with more classes, so each transition is measured on
+    as many rows as the others (a per-class sample would spread them thin over the transitions)."""
+    return _sample_groups(rows, list(zip(rows["factual_class"], rows["alternative_class"])), max_rows, seed)
+
+
+def _sample_groups(
+    rows, groups: Sequence[tuple | None], max_rows: int | None, seed: int, order: Sequence[tuple] = ()
+) -> list[dict]:
+    """The rows of every group (`None`: dropped), at most `max_rows` per group, in dataset order. Groups are sampled
+    in `order` first (then in order of appearance), which fixes what a seed draws."""
+    by_group: dict[tuple, list[int]] = {group: [] for group in order}
+    for index, group in enumerate(groups):
+        if group is not None:
+            by_group.setdefault(group, []).append(index)
     rng = random.Random(seed)
     keep = []
-    for indices in by_class.values():
+    for indices in by_group.values():
         if max_rows is not None and len(indices) > max_rows:
             indices = sorted(rng.sample(indices, max_rows))
         keep.extend(indices)
