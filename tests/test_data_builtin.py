@@ -33,7 +33,7 @@ def feature_dataset(request):
 
 
 def test_list_builtin():
-    assert list_builtin() == ["gender-en", "neutral-en", "pronoun-number-en", "pronouns-en"]
+    assert list_builtin() == ["gender-en", "names-en", "neutral-en", "pronoun-number-en", "pronouns-en"]
     with pytest.raises(UnknownBuiltinError, match="available: .*gender-en"):
         load_builtin("gender-de")
 

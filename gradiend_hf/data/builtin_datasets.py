@@ -25,8 +25,8 @@ def _manifest() -> dict[str, dict[str, Any]]:
 
 
 def list_builtin() -> list[str]:
-    """Names of the datasets that ship with gradiend-hf, e.g. `["gender-en", "neutral-en", "pronoun-number-en",
-    "pronouns-en"]`."""
+    """Names of the datasets that ship with gradiend-hf, e.g. `["gender-en", "names-en", "neutral-en",
+    "pronoun-number-en", "pronouns-en"]`."""
     return sorted(_manifest())
 
 
@@ -54,6 +54,8 @@ def load_builtin(name: str) -> DatasetDict | Dataset:
       `"3SG"` (he, she, it) and `"3PL"` (they), from Jane Austen's novels and English Wikipedia. Its rows have an
       `alternatives` column (one word per class); `pair_view`, `one_vs_rest_view` and `merged_view` turn it into
       two-class training data.
+    - `"names-en"`: male (class `"M"`, label +1) vs female (class `"F"`, label -1) character names of Jane Austen's
+      novels (Darcy, Edmund, ...; Elizabeth, Elinor, ...), many of them several tokens for common tokenizers.
     - `"neutral-en"`: Wikipedia sentences without any English personal pronoun.
 
     Feature rows have at least 10 words before `[MASK]`, so they suit causal as well as masked language models.
