@@ -67,3 +67,10 @@ def test_pronoun_paradigm_fast(tmp_path):
     assert len(suite) == 12 and {"SG-vs-PL", "first-vs-third"} <= set(suite.members)
     assert suite.transition_matrix.shape == (12, 25)  # every A→B of five classes, identities included
     assert (tmp_path / "suite.md").exists() and "topk_overlap" in suite.figures
+
+
+def test_names_gender_fast(tmp_path):
+    encoder, decoder = load("names_gender").main(["--fast", "--output-dir", str(tmp_path)])
+    assert encoder.metrics["correlation"] > 0.3
+    assert decoder.selected.learning_rate != 0
+    assert (tmp_path / "config.json").exists()
