@@ -73,8 +73,8 @@ PRONOUN_WORDS = {word for words in PRONOUN_CLASSES.values() for word in words}
 
 # names-en: first names and surnames that stand for characters of one gender only in the six novels. Left out: the
 # surnames of families (Elliot, Bennet, Crawford, Ferrars, Tilney, Musgrove, Weston, ...), which name women as well
-# ("Miss Elliot"), and names with fewer than five uses without a title or no row (Wentworth, Sophia). "Frank" is also an adjective: sentences
-# with a name in lower case are left out (`name_sentences`).
+# ("Miss Elliot"), and names with fewer than five uses without a title or with no row (Wentworth, Sophia). "Frank"
+# is also an adjective: sentences with a name in lower case are left out (`name_sentences`).
 NAME_CLASSES = {
     "M": [
         "Darcy", "Bingley", "Wickham", "Knightley", "Willoughby", "Brandon", "Benwick", "Yates", "Denny",
@@ -432,7 +432,7 @@ def main() -> None:
         f"Jane Austen's six novels (Sense and Sensibility, Pride and Prejudice, Mansfield Park, Emma, Northanger "
         f"Abbey, Persuasion), Project Gutenberg text as packaged in Debian's {AUSTEN_PACKAGE} {austen_version}"
     )
-    manifest: dict[str, dict] = json.loads((OUTPUT_DIR / "manifest.json").read_text()) if args.only else {}
+    manifest: dict[str, dict] = json.loads((OUTPUT_DIR / "manifest.json").read_text("utf-8")) if args.only else {}
     built: dict[str, dict] = {}
 
     if "gender-en" in selected:
