@@ -33,6 +33,7 @@ from .errors import (
     UnknownBuiltinError,
     UnknownClassError,
 )
+from .evaluation_only import EvaluationOnlyDataError
 from .feature_dataset import make_feature_dataset
 from .neutral import ENGLISH_PERSONAL_PRONOUNS, make_neutral_dataset
 from .schema import (
@@ -65,6 +66,7 @@ __all__ = [
     "ClassCountError",
     "ClassView",
     "EmptyClassError",
+    "EvaluationOnlyDataError",
     "FeatureClasses",
     "FeatureDataError",
     "InvalidClassesError",

@@ -1,0 +1,96 @@
+"""`gradiend-hf benchmark`: a model folder, a GRADIEND with a rewrite, and one-line errors for user mistakes."""
+
+import json
+
+import pytest
+import torch
+
+from gradiend_hf import GradiendModel
+from gradiend_hf.cli.main import main as cli
+
+from .tiny_models import tiny_model
+
+
+QUICK = ["--max_rows", "4", "--bootstrap_samples", "20", "--lm_max_texts", "4", "--bias_types", "gender"]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    model, tokenizer = tiny_model("gpt2", seed=5)
+    base = tmp_path_factory.mktemp("base")
+    model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    torch.manual_seed(0)
+    gradiend = GradiendModel.from_base_model(model, params=["transformer.h.1.*"])
+    gradiend.config.base_model_name_or_path = str(base)
+    gradiend_dir = tmp_path_factory.mktemp("gradiend")
+    gradiend.save_pretrained(gradiend_dir)
+    return {"base": str(base), "gradiend": str(gradiend_dir)}
+
+
+def test_benchmark_a_model_folder(folders, tmp_path, capsys):
+    out = tmp_path / "out"
+    cli(["benchmark", folders["base"], "--benchmarks", "crows_pairs", "winobias", "--output_dir", str(out), *QUICK])
+    data = json.loads((out / "benchmarks.json").read_text())
+    assert list(data["reports"]) == ["model"]
+    report = data["reports"]["model"]
+    assert set(report["benchmarks"]) == {"crows_pairs", "winobias"}
+    assert report["benchmarks"]["crows_pairs"]["num_rows"] == 4
+    assert "| CrowS-Pairs | stereotype score | gender |" in (out / "benchmarks.md").read_text()
+    assert (out / "figures" / "benchmarks.png").is_file()
+    assert "Wrote" in capsys.readouterr().out
+
+
+def test_benchmark_a_gradiend_rewrite_against_its_base(folders, tmp_path):
+    out = tmp_path / "out"
+    cli(
+        [
+            "benchmark",
+            folders["gradiend"],
+            "--feature_factor",
+            "1",
+            "--learning_rate",
+            "50",
+            "--benchmarks",
+            "crows_pairs",
+            "--output_dir",
+            str(out),
+            *QUICK,
+        ]
+    )
+    data = json.loads((out / "benchmarks.json").read_text())
+    assert list(data["reports"]) == ["base", "rewritten"]
+    assert data["reports"]["rewritten"]["rewrite"]["learning_rate"] == 50.0
+    markdown = (out / "benchmarks.md").read_text()
+    assert "| benchmark | metric | bias type | base | rewritten | ideal |" in markdown
+
+
+@pytest.mark.parametrize(
+    "arguments,message",
+    [
+        (["--benchmarks", "seat"], "Unknown benchmark 'seat'"),
+        (["--feature_factor", "1", "--learning_rate", "1"], "need a GRADIEND"),
+        (["--bias_types", "weather"], "none of the bias types"),
+        (["--bootstrap_samples", "-3"], "bootstrap_samples"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(folders, tmp_path, capsys, arguments, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["benchmark", folders["base"], "--output_dir", str(tmp_path), "--max_rows", "2", *arguments])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("gradiend-hf benchmark: error:"), err
+    assert message in err
+
+
+def test_gradiend_without_rewrite_and_missing_folder(folders, tmp_path, capsys):
+    for argv, message in (
+        ([folders["gradiend"]], "give --feature_factor and --learning_rate"),
+        ([folders["gradiend"], "--feature_factor", "nan", "--learning_rate", "1"], "finite"),
+        ([str(tmp_path / "missing" / "model")], "No such model folder"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            cli(["benchmark", *argv, "--output_dir", str(tmp_path)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
