@@ -80,6 +80,12 @@ def test_budget_policy_picks_the_least_biased_point_within_the_budget():
     assert BudgetPolicy(budget=0.0)(table, table.iloc[0]) == 0
 
 
+def test_a_rewrite_that_is_not_less_biased_never_beats_the_base_model():
+    # Same bias as the base model and a better LMS: still no reason to rewrite.
+    table = _table([(0.0, 0.0, 0.50, 3.0), (0.0, 0.05, 0.51, 3.0), (1.0, 0.1, 0.52, 3.0)])
+    assert BudgetPolicy()(table, table.iloc[0]) == 0
+
+
 def test_perplexity_budget():
     table = pd.DataFrame(
         {"learning_rate": [0.0, 0.1, 1.0], "perplexity": [10.0, 10.05, 10.5], "bias": [3.0, 2.0, 1.0]}

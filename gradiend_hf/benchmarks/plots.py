@@ -51,7 +51,18 @@ def plot_sweep(result, save_path: str | os.PathLike | None = None, title: str | 
     if budget is not None:
         limit = (1 - budget) * base[quality] if quality == "lms" else (1 + budget) * base[quality]
         axes.axvline(limit, color="#ff7f0e", ls=":", lw=1, label=f"{100 * budget:g} % {quality} budget")
-    axes.plot([base[quality]], [base[f"{primary}_{metric}"]], "s", color="black", ms=8, label="base model")
+    # A hollow square drawn over the star, so the base model stays visible when it is the selected point.
+    axes.plot(
+        [base[quality]],
+        [base[f"{primary}_{metric}"]],
+        "s",
+        mfc="none",
+        mec="black",
+        mew=1.5,
+        ms=12,
+        zorder=5,
+        label="base model",
+    )
     chosen = result.selected
     axes.plot(
         [chosen[quality]],
@@ -59,7 +70,9 @@ def plot_sweep(result, save_path: str | os.PathLike | None = None, title: str | 
         "*",
         color="#d62728",
         ms=16,
-        label=(f"selected (ff {chosen['feature_factor']:g}, lr {chosen['learning_rate']:g})"),
+        label="selected: no rewrite"
+        if chosen["is_base"]
+        else f"selected (ff {chosen['feature_factor']:g}, lr {chosen['learning_rate']:g})",
     )
     axes.set_xlabel("LMS (higher is better)" if quality == "lms" else "perplexity (lower is better)")
     axes.set_ylabel(f"{primary} {metric}")

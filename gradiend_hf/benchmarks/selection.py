@@ -21,7 +21,8 @@ class BudgetPolicy:
 
     With `quality="lms"` a point qualifies when `lms ≥ (1 − budget) · base lms`; with `"perplexity"` when
     `perplexity ≤ (1 + budget) · base perplexity`. Among qualifying points (the base row always qualifies) the one
-    with the smallest `bias` wins; ties go to the better LM quality, then the smaller |learning rate|.
+    with the smallest `bias` wins; ties go to the smaller |learning rate| (so a rewrite that is not less biased than
+    the base model never beats "no rewrite"), then to the better LM quality.
 
     Args:
         budget (`float`, *optional*, defaults to 0.01): Largest relative loss of LM quality (0.01 = 1 %).
@@ -55,7 +56,7 @@ class BudgetPolicy:
         )[keeps & table[self.bias].notna()]
         if candidates.empty:
             raise BenchmarkError("No sweep point keeps the LM quality within the budget; raise `budget`.")
-        return candidates.sort_values(["bias", "quality", "abs_lr"], kind="stable").index[0]
+        return candidates.sort_values(["bias", "abs_lr", "quality"], kind="stable").index[0]
 
 
 def pareto_front(table: pd.DataFrame, bias: str = "bias", quality: str = "lms") -> pd.Series:

@@ -112,14 +112,18 @@ class SweepResult:
         front = self.table[self.table["pareto"]][keep + ["selected"]]
         base, chosen = s["base"], s["selected"]
         width = "n/a" if s["base_interval_width"] is None else f"{s['base_interval_width']:.2f}"
+        if self.selected["is_base"]:
+            what = "no rewrite (no point within the budget is less biased than the base model)"
+        else:
+            what = f"the rewrite with feature factor {chosen['feature_factor']:g}, learning rate {chosen['learning_rate']:g}"
         lines = [
             f"# Bias-vs-quality sweep ({p})",
             "",
             f"Base model: {s['metric']} {base['value']:.2f} [{_fmt(base['ci_low'])}, {_fmt(base['ci_high'])}], "
             f"LMS {base['lms']:.4f}.",
-            f"Selected rewrite (feature factor {chosen['feature_factor']:g}, learning rate {chosen['learning_rate']:g}): "
-            f"{s['metric']} {chosen['value']:.2f} [{_fmt(chosen['ci_low'])}, {_fmt(chosen['ci_high'])}], LMS "
-            f"{chosen['lms']:.4f} ({100 * s['lms_loss']:.2f} % loss; budget {100 * s['budget']:g} %).",
+            f"Selected: {what} — {s['metric']} {chosen['value']:.2f} [{_fmt(chosen['ci_low'])}, "
+            f"{_fmt(chosen['ci_high'])}], LMS {chosen['lms']:.4f} ({100 * s['lms_loss']:.2f} % loss; budget "
+            f"{100 * s['budget']:g} %).",
             f"It is closer to the unbiased value by {s['improvement']:.2f}, "
             f"{'more' if s['significant'] else 'not more'} than the width of the base model's interval ({width}).",
             "",
