@@ -79,7 +79,7 @@ def test_winobias_accuracies_gap_and_pronoun_rate():
         lambda: crows_pairs_metrics([1.0], [0.0], bootstrap_samples=-1),
         lambda: crows_pairs_metrics([1.0], [0.0], confidence=1.5),
         lambda: winobias_metrics([1.0], [0.0], pro_genders=["robot"]),
-        lambda: stereoset_metrics([1.0], [0.0], [float("inf")], ["x"]),
+        lambda: stereoset_metrics([1.0], [0.0], [float("inf")], ["x"], ["gender"]),
     ],
 )
 def test_bad_inputs_are_refused(call):

@@ -51,13 +51,18 @@ import json, sys
 import evaluate
 from gradiend_hf.benchmarks import module_path
 inputs = json.loads(sys.argv[1])
-results = {name: evaluate.load(module_path(name)).compute(**kwargs) for name, kwargs in inputs.items()}
-print(json.dumps(results))
+modules = {name: evaluate.load(module_path(name)) for name in inputs}
+results = {name: modules[name].compute(**kwargs) for name, kwargs in inputs.items()}
+info = {
+    name: {"citation": m.citation, "description": m.description, "urls": m.reference_urls, "inputs": m.inputs_description}
+    for name, m in modules.items()
+}
+print(json.dumps({"results": results, "info": info}))
 """
 
 
 @pytest.fixture(scope="module")
-def module_results(tmp_path_factory):
+def loaded(tmp_path_factory):
     """Every module loaded and computed in a fresh process with the Hub switched off and an empty modules cache."""
     cache = tmp_path_factory.mktemp("hf")
     env = {
@@ -73,6 +78,11 @@ def module_results(tmp_path_factory):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def module_results(loaded):
+    return loaded["results"]
 
 
 def test_every_module_loads_offline(module_results):
@@ -126,6 +136,17 @@ def test_module_files_import_each_dependency_on_its_own_line():
         for line in (Path(module_path(name)) / f"{name}.py").read_text().splitlines():
             if line.startswith("import "):
                 assert "," not in line, line
+
+
+def test_module_texts_come_from_the_module_card_and_citation_file(loaded):
+    crows = loaded["info"]["crows_pairs"]
+    assert crows["citation"].startswith("@inproceedings{nangia-etal-2020-crows,")
+    assert crows["urls"] == ["https://github.com/nyu-mll/crows-pairs", "https://aclanthology.org/2020.emnlp-main.154"]
+    assert crows["description"].startswith("CrowS-Pairs (Nangia et al., 2020) pairs a sentence")
+    assert "sent_more_score" in crows["inputs"] and "Examples" not in crows["description"]
+    for name, info in loaded["info"].items():
+        assert info["citation"].startswith("@"), name
+        assert info["description"] and info["inputs"], name
 
 
 def test_unknown_module_is_refused():

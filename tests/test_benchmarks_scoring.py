@@ -11,6 +11,7 @@ from gradiend_hf.benchmarks import BenchmarkError, NonFiniteScoresError, prepare
 from gradiend_hf.benchmarks.crows_pairs import CrowsPairsTask
 from gradiend_hf.benchmarks.stereoset import StereoSetTask
 from gradiend_hf.benchmarks.winobias import WinoBiasTask
+from gradiend_hf.objectives import ObjectiveError
 
 from .tiny_models import tiny_model
 
@@ -177,7 +178,7 @@ def test_broken_weights_are_refused_with_a_clear_error():
 def test_unknown_objective_and_tokenizer_without_mask_are_refused(gpt2):
     _, tokenizer = gpt2
     rows = crows_rows(PAIRS)
-    with pytest.raises(BenchmarkError, match="Unknown objective"):
+    with pytest.raises(ObjectiveError, match="Unknown objective"):
         CrowsPairsTask(tokenizer, "seq2seq", rows)
     with pytest.raises(BenchmarkError, match="no mask token"):
         CrowsPairsTask(tokenizer, "masked_lm", rows)

@@ -8,6 +8,7 @@ import torch
 
 from gradiend_hf import GradiendModel
 from gradiend_hf.benchmarks import BenchmarkError, BudgetPolicy, pareto_front, sweep_rewrites
+from gradiend_hf.errors import NonFiniteError
 
 from .tiny_models import tiny_model
 
@@ -116,7 +117,7 @@ def test_bad_policy_settings_are_refused(kwargs):
 def test_bad_sweep_arguments_are_refused():
     model, tokenizer = tiny_model("gpt2", seed=4)
     gradiend = GradiendModel.from_base_model(model, params=["transformer.h.1.*"])
-    with pytest.raises(BenchmarkError, match="finite"):
+    with pytest.raises(NonFiniteError, match="finite"):
         sweep_rewrites(gradiend, model, tokenizer, learning_rates=[float("nan")], show_progress=False)
     with pytest.raises(BenchmarkError, match="primary"):
         sweep_rewrites(gradiend, model, tokenizer, benchmarks=["crows_pairs"], primary="winobias", show_progress=False)

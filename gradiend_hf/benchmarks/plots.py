@@ -1,14 +1,13 @@
 """The bias-vs-quality figure of a sweep (matplotlib, optional: `pip install "gradiend-hf[plot]"`).
 
-The figure is built directly (no pyplot state; PNGs are rendered with Agg) and written through
-`gradiend_hf.io.atomic_path`, so a crash never leaves half a PNG.
+The figures are built and written as those of [`gradiend_hf.plotting`] (no pyplot state, atomic PNGs).
 """
 
 from __future__ import annotations
 
 import os
 
-from ..io import atomic_path
+from ..plotting import _figure, _save
 from .metrics import HEADLINES
 
 
@@ -24,12 +23,6 @@ def plot_sweep(result, save_path: str | os.PathLike | None = None, title: str | 
     Returns:
         `matplotlib.figure.Figure`.
     """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as error:  # pragma: no cover - exercised without matplotlib only
-        raise ImportError(
-            'The sweep figure needs matplotlib; install it with `pip install "gradiend-hf[plot]"`.'
-        ) from error
     table, primary = result.table, result.primary
     metric, ideal = HEADLINES[primary]
     value, low, high = table[f"{primary}_{metric}"], table[f"{primary}_ci_low"], table[f"{primary}_ci_high"]
@@ -37,8 +30,8 @@ def plot_sweep(result, save_path: str | os.PathLike | None = None, title: str | 
     x = table[quality]
     usable = value.notna() & x.notna() & (x.abs() != float("inf"))
 
-    figure = Figure(figsize=(7.0, 4.5), layout="constrained")
-    axes = figure.subplots()
+    figure, axes = _figure(1, 1, (7.0, 4.5))
+    axes = axes[0, 0]
     errors = [(value - low).where(low.notna(), 0.0)[usable], (high - value).where(high.notna(), 0.0)[usable]]
     axes.errorbar(
         x[usable], value[usable], yerr=errors, fmt="o", color="#9e9e9e", ms=4, alpha=0.6, lw=0.8, label="rewrites"
@@ -78,9 +71,7 @@ def plot_sweep(result, save_path: str | os.PathLike | None = None, title: str | 
     axes.set_ylabel(f"{primary} {metric}")
     axes.set_title(title or f"Bias vs. language-modelling quality ({primary})")
     axes.legend(fontsize=8, loc="best")
-    if save_path is not None:
-        with atomic_path(save_path) as temporary:
-            figure.savefig(temporary, dpi=150)
+    _save(figure, save_path)
     return figure
 
 
@@ -95,16 +86,10 @@ def plot_benchmarks(reports, save_path: str | os.PathLike | None = None, title: 
     Returns:
         `matplotlib.figure.Figure`: one panel per benchmark; the unbiased value as a dashed line.
     """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as error:  # pragma: no cover - exercised without matplotlib only
-        raise ImportError(
-            'The benchmark figure needs matplotlib; install it with `pip install "gradiend-hf[plot]"`.'
-        ) from error
     labels = list(reports)
     names = list(dict.fromkeys(name for report in reports.values() for name in report.benchmarks))
-    figure = Figure(figsize=(3.2 * max(1, len(names)), 3.4), layout="constrained")
-    axes = figure.subplots(1, max(1, len(names)), squeeze=False)[0]
+    figure, axes = _figure(1, max(1, len(names)), (3.2 * max(1, len(names)), 3.4))
+    axes = axes[0]
     for axis, name in zip(axes, names):
         metric, ideal = HEADLINES[name]
         for k, label in enumerate(labels):
@@ -121,7 +106,5 @@ def plot_benchmarks(reports, save_path: str | os.PathLike | None = None, title: 
         axis.set_title(f"{name}: {metric} (ideal {ideal:g})", fontsize=9)
     if title:
         figure.suptitle(title)
-    if save_path is not None:
-        with atomic_path(save_path) as temporary:
-            figure.savefig(temporary, dpi=150)
+    _save(figure, save_path)
     return figure

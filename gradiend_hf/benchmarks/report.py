@@ -15,6 +15,7 @@ from huggingface_hub import EvalResult
 from huggingface_hub.repocard_data import eval_results_to_model_index
 
 from ..io import atomic_write_json, atomic_write_text
+from ..objectives import objective_class
 
 
 # Hub dataset ids and display names of the upstream datasets the bundled rows come from.
@@ -138,7 +139,7 @@ class BenchmarkReport:
 
         The interval is part of each metric's name; the bootstrap settings are its `args`.
         """
-        task_type = "fill-mask" if self.objective == "masked_lm" else "text-generation"
+        task_type = objective_class(self.objective).pipeline_tag
         confidence = round(100 * float(self.settings.get("confidence", 0.95)))
         results = []
         for row in self.table().itertuples():
@@ -180,39 +181,78 @@ class BenchmarkReport:
         return paths
 
 
-def comparison_markdown(reports: Mapping[str, BenchmarkReport]) -> str:
-    """One Markdown table comparing several reports (e.g. `{"base": …, "rewritten": …}`) score by score, with
-    intervals: the benchmark table of a rewritten model's card."""
+def compare_reports(base: BenchmarkReport, rewritten: BenchmarkReport) -> pd.DataFrame:
+    """Score by score, whether a rewritten model is closer to the unbiased value than its base model.
+
+    A change counts only when it is larger than the width of the base model's interval: `verdict` is `"less biased"`
+    when the rewritten score is closer to the ideal by more than that width, `"more biased"` when it is further by more
+    than that, and `"no clear change"` otherwise (`None` for scores without an ideal value, e.g. WinoBias accuracies).
+
+    Returns:
+        `pd.DataFrame`: per score both tables have, `benchmark`, `metric`, `bias_type`, `ideal`, `base`, `base_ci_low`,
+        `base_ci_high`, `rewritten`, `rewritten_ci_low`, `rewritten_ci_high`, `bias_change` (distance from the ideal
+        of the rewritten model minus that of the base model; negative = less biased), `base_interval_width` and
+        `verdict`.
+    """
+    keys = ["benchmark", "metric", "bias_type"]
+    merged = base.table().merge(rewritten.table(), on=keys, suffixes=("_base", "_rewritten"))
+    rows = []
+    for row in merged.to_dict("records"):
+        ideal = row["ideal_base"]
+        low, high = row["ci_low_base"], row["ci_high_base"]
+        width = None if low is None or high is None or _nan(low) else float(high - low)
+        change = verdict = None
+        if ideal is not None and not _nan(ideal):
+            change = abs(row["value_rewritten"] - ideal) - abs(row["value_base"] - ideal)
+            margin = width or 0.0
+            verdict = "less biased" if -change > margin else "more biased" if change > margin else "no clear change"
+        entry = {key: row[key] for key in keys}
+        entry["ideal"] = ideal
+        for part in ("base", "rewritten"):
+            entry[part] = row[f"value_{part}"]
+            entry[f"{part}_ci_low"], entry[f"{part}_ci_high"] = row[f"ci_low_{part}"], row[f"ci_high_{part}"]
+        rows.append({**entry, "bias_change": change, "base_interval_width": width, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def comparison_rows(reports: Mapping[str, BenchmarkReport]) -> tuple[list[str], list[list[str]]]:
+    """The rows of a table comparing several reports (e.g. `{"base": …, "rewritten": …}`) score by score, each score
+    with its interval; with exactly two reports the last column is the verdict of [`compare_reports`].
+
+    Returns:
+        `tuple`: the header and the rows (text cells): benchmark, metric, bias type, one cell per report, ideal
+        (, verdict); then the LMS (and perplexity) on neutral text.
+    """
     names = list(reports)
     tables = {name: report.table().set_index(["benchmark", "metric", "bias_type"]) for name, report in reports.items()}
     keys = list(dict.fromkeys(key for table in tables.values() for key in table.index))
-    lines = [
-        "| benchmark | metric | bias type | " + " | ".join(names) + " | ideal |",
-        "| --- | --- | --- | " + " | ".join("---" for _ in names) + " | --- |",
-    ]
+    verdicts = {}
+    if len(reports) == 2:
+        compared = compare_reports(*reports.values())
+        verdicts = {(r.benchmark, r.metric, r.bias_type): r.verdict for r in compared.itertuples()}
+    header = ["benchmark", "metric", "bias type", *names, "ideal"] + (["verdict"] if len(reports) == 2 else [])
+    rows = []
     for key in keys:
         cells = []
-        for name in names:
-            table = tables[name]
-            if key in table.index:
-                row = table.loc[key]
-                cells.append(f"{row['value']:.2f} [{_interval(row['ci_low'], row['ci_high'])}]")
-            else:
-                cells.append("–")
+        for table in tables.values():
+            row = table.loc[key] if key in table.index else None
+            cells.append("–" if row is None else f"{row['value']:.2f} [{_interval(row['ci_low'], row['ci_high'])}]")
         ideal = next(_fmt(t.loc[key]["ideal"]) for t in tables.values() if key in t.index)
-        lines.append(
-            f"| {DATASETS[key[0]][1]} | {METRIC_NAMES[key[1]]} | {key[2]} | " + " | ".join(cells) + f" | {ideal} |"
-        )
-    lm_rows = [(name, r.language_modeling) for name, r in reports.items() if r.language_modeling]
-    if lm_rows:
-        lines.append("| neutral text | LMS | – | " + " | ".join(_lm(reports[n], "lms") for n in names) + " | – |")
-        if any(lm.get("perplexity") is not None for _, lm in lm_rows):
-            lines.append(
-                "| neutral text | perplexity | – | "
-                + " | ".join(_lm(reports[n], "perplexity") for n in names)
-                + " | – |"
-            )
-    return "\n".join(lines) + "\n"
+        row = [DATASETS[key[0]][1], METRIC_NAMES[key[1]], key[2], *cells, ideal]
+        verdict = verdicts.get(key)
+        rows.append(row + ([verdict if isinstance(verdict, str) else "–"] if verdicts else []))
+    tail = ["–"] * (len(header) - 3 - len(names))
+    for key, label in (("lms", "LMS"), ("perplexity", "perplexity")):
+        if any((r.language_modeling or {}).get(key) is not None for r in reports.values()):
+            rows.append(["neutral text", label, "–", *(_lm(reports[n], key) for n in names), *tail])
+    return header, rows
+
+
+def comparison_markdown(reports: Mapping[str, BenchmarkReport]) -> str:
+    """One Markdown table of [`comparison_rows`]: the benchmark table of a rewritten model's card."""
+    header, rows = comparison_rows(reports)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
 def _row(benchmark: str, metric: str, bias_type: str, estimate: Mapping) -> dict:

@@ -17,7 +17,7 @@ from .errors import BenchmarkError
 from .loading import BENCHMARKS, bias_types_of, check_benchmark_name, load_benchmark
 from .metrics import headline
 from .report import BenchmarkReport
-from .scoring import objective_of
+from .scoring import family_of
 from .stereoset import StereoSetTask
 from .task import BenchmarkTask
 from .winobias import WinoBiasTask
@@ -131,7 +131,7 @@ def evaluate_bias(
     names = [check_benchmark_name(name) for name in ([benchmarks] if isinstance(benchmarks, str) else benchmarks)]
     if not names:
         raise BenchmarkError(f"`benchmarks` is empty; choose from {', '.join(BENCHMARKS)}.")
-    objective = objective_of(model, objective)
+    objective = family_of(model, objective).name
     results, scores = {}, {}
     for name in dict.fromkeys(names):
         started = time.perf_counter()

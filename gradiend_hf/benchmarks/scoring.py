@@ -1,16 +1,17 @@
-"""Batched log-probabilities of the tokens the benchmarks score, for masked and causal language models.
+"""Batched log-probabilities of the tokens the benchmarks score, for both kinds of language model.
 
-Two primitives, both batched on the model's device (several sentences, and for masked LMs several masked positions
-of one sentence, per forward pass; never one forward per token):
+A *probe* is `(token ids, positions)`: the log-probability of the original token at each position is read. How it
+is read is a fact of the model family ([`Objective.reads_right_context`]):
 
-- [`masked_log_probs`]: for each *probe* `(token ids, positions)`, the positions are replaced by the mask token
-  together and the log-probability of each original token there is read. CrowS-Pairs' pseudo-log-likelihood masks
-  one shared token per probe; WinoBias masks the words that differ between its two sentences in one probe;
-  StereoSet masks one token of the blank's word per probe.
-- [`causal_log_probs`]: for each token sequence, `log p(token_t | tokens_<t)` for every `t ≥ 1` (the logits at
-  `t - 1` score token `t`; padding is ignored). A sentence is scored after the tokenizer's BOS token (EOS when it
-  has none), as lm-evaluation-harness scores a continuation of an empty context.
+- A model that reads the text on both sides of a token (a masked LM) sees the probe's positions replaced by the mask
+  token together and predicts the original tokens there. CrowS-Pairs' pseudo-log-likelihood masks one shared token
+  per probe; WinoBias masks the words that differ between its two sentences in one probe; StereoSet masks one token
+  of the blank's word per probe.
+- A model that reads only the text before a token (a causal LM) scores token `t` with its logits at `t - 1`; its
+  probe is a whole sentence after the tokenizer's BOS token (EOS when it has none), as lm-evaluation-harness scores a
+  continuation of an empty context.
 
+[`log_probs`] batches many probes per forward pass on the model's device (never one forward per token).
 [`shared_positions`] aligns two tokenized sentences as the CrowS-Pairs paper does (`difflib` matching blocks).
 """
 
@@ -25,8 +26,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..evaluation.runtime import eval_mode, model_device
-from ..objectives import detect_objective
+from ..objectives import Objective, detect_objective, objective_class
 from .errors import BenchmarkError
+
+
+Probe = tuple[Sequence[int], Sequence[int]]
 
 
 class NonFiniteScoresError(BenchmarkError):
@@ -34,35 +38,41 @@ class NonFiniteScoresError(BenchmarkError):
     a learning rate). Score a smaller learning rate, or check the model in float32."""
 
 
-def objective_of(model: nn.Module, objective: str | None = None) -> str:
-    """`"masked_lm"` or `"causal_lm"`: `objective` when given, else detected from the model's class."""
-    if objective is not None:
-        if objective not in ("masked_lm", "causal_lm"):
-            raise BenchmarkError(f"Unknown objective {objective!r}; choose 'masked_lm' or 'causal_lm'.")
-        return objective
-    return detect_objective(model)
-
-
-def encode(tokenizer, texts: Sequence[str], objective: str, max_length: int = 256) -> list[list[int]]:
-    """Token ids of `texts` as each family scores them.
-
-    Masked LMs get the tokenizer's own special tokens ([CLS] … [SEP]). Causal LMs get the text without special tokens
-    after one prefix token (BOS, else EOS), so that the first word is scored too.
+def family_of(model: nn.Module | None = None, objective: str | type[Objective] | None = None) -> type[Objective]:
+    """The objective class a model is scored as: `objective` (a class or its name) when given, else detected.
 
     Raises:
-        BenchmarkError: for a masked LM tokenizer without a mask token, or a causal one without BOS and EOS.
+        ObjectiveError: for an unknown objective name, or a model that is neither a masked nor a causal LM.
     """
-    if objective == "masked_lm":
-        if tokenizer.mask_token_id is None:
-            raise BenchmarkError("This tokenizer has no mask token, so a masked LM cannot be scored with it.")
-        encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-        return [list(ids) for ids in encoded]
-    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if prefix is None:
+    if isinstance(objective, type) and issubclass(objective, Objective):
+        return objective
+    return objective_class(objective if objective is not None else detect_objective(model))
+
+
+def check_tokenizer(tokenizer, family: type[Objective]) -> None:
+    """Raises `BenchmarkError` when `family` cannot be scored with `tokenizer`: a masked LM's tokenizer needs a mask
+    token, a causal LM's a BOS or EOS token (the prefix of every sentence)."""
+    if family.reads_right_context and tokenizer.mask_token_id is None:
+        raise BenchmarkError("This tokenizer has no mask token, so a masked LM cannot be scored with it.")
+    if not family.reads_right_context and tokenizer.bos_token_id is None and tokenizer.eos_token_id is None:
         raise BenchmarkError(
             "This tokenizer has neither a BOS nor an EOS token, so the first word of a sentence cannot be scored; "
             "set `tokenizer.bos_token`."
         )
+
+
+def encode(tokenizer, texts: Sequence[str], family: str | type[Objective], max_length: int = 256) -> list[list[int]]:
+    """Token ids of `texts` as a family (an objective class or name) scores them.
+
+    A model that reads both sides gets the tokenizer's own special tokens ([CLS] … [SEP]); one that reads left to
+    right gets the text without special tokens after one prefix token (BOS, else EOS), so the first word is scored.
+    """
+    family = family_of(objective=family)
+    check_tokenizer(tokenizer, family)
+    if family.reads_right_context:
+        encoded = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        return [list(ids) for ids in encoded]
+    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     encoded = tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_length - 1)
     return [[prefix, *ids] for ids in encoded["input_ids"]]
 
@@ -114,16 +124,10 @@ def _pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
 
 
 def _pad_id(tokenizer) -> int:
-    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
         if candidate is not None:
             return int(candidate)
-    return 0  # pragma: no cover - the loop always returns
-
-
-def _gathered(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = logits.float()
-    chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return chosen - torch.logsumexp(logits, dim=-1)
+    return 0
 
 
 def _check_finite(values: torch.Tensor) -> None:
@@ -135,23 +139,23 @@ def _check_finite(values: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def masked_log_probs(
+def log_probs(
     model: nn.Module,
     tokenizer,
-    probes: Sequence[tuple[Sequence[int], Sequence[int]]],
+    probes: Sequence[Probe],
+    family: type[Objective],
     batch_size: int = 32,
-    desc: str | None = None,
-    show_progress: bool = False,
+    progress: str | None = None,
 ) -> list[np.ndarray]:
-    """Log-probabilities of the original tokens at masked positions, many probes per forward pass.
+    """Log-probabilities of each probe's original tokens at its positions, many probes per forward pass.
 
     Args:
-        model (`nn.Module`): A masked LM (eval mode is set for the call).
+        model (`nn.Module`): The language model (eval mode is set for the call; the weights are not changed).
         tokenizer: Its tokenizer (mask and pad token).
-        probes (`Sequence[(token ids, positions)]`): The positions of each probe are masked together.
+        probes (`Sequence[(token ids, positions)]`): What to score (see the module docstring).
+        family (`type[Objective]`): How the model reads a token (see [`family_of`]).
         batch_size (`int`, *optional*, defaults to 32): Probes per forward pass.
-        desc (`str`, *optional*): Progress-bar label.
-        show_progress (`bool`, *optional*, defaults to `False`): Show a progress bar.
+        progress (`str`, *optional*): Label of a progress bar (none when not given).
 
     Returns:
         `list[np.ndarray]`: per probe, one float64 log-probability per position (in the order given).
@@ -159,23 +163,31 @@ def masked_log_probs(
     Raises:
         NonFiniteScoresError: when a log-probability is `nan` or infinite.
     """
-    device, pad_id, mask_id = model_device(model), _pad_id(tokenizer), tokenizer.mask_token_id
-    results: list[np.ndarray | None] = [None] * len(probes)
-    batches = _batches([len(ids) for ids, _ in probes], batch_size)
+    device, pad_id = model_device(model), _pad_id(tokenizer)
+    masked = family.reads_right_context
+    # A model that reads only the left side predicts token t from the logits at t - 1.
+    shift = 0 if masked else 1
+    results: list[np.ndarray] = [np.empty(0)] * len(probes)
     with eval_mode(model):
-        for chunk in tqdm(batches, desc=desc, disable=not show_progress, leave=False):
-            masked = []
+        batches = _batches([len(ids) for ids, _ in probes], batch_size)
+        for chunk in tqdm(batches, desc=progress, disable=progress is None, leave=False):
+            inputs = []
             for i in chunk:
                 ids = list(probes[i][0])
-                for position in probes[i][1]:
-                    ids[position] = mask_id
-                masked.append(ids)
-            input_ids, attention_mask = _pad(masked, pad_id, device)
+                for position in probes[i][1] if masked else ():
+                    ids[position] = tokenizer.mask_token_id
+                inputs.append(ids)
+            rows = [r for r, i in enumerate(chunk) for _ in probes[i][1]]
+            if not rows:
+                continue
+            cols = [p - shift for i in chunk for p in probes[i][1]]
+            targets = [probes[i][0][p] for i in chunk for p in probes[i][1]]
+            # Right padding: the real tokens keep positions 0..n-1, so no position ids are needed.
+            input_ids, attention_mask = _pad(inputs, pad_id, device)
             logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-            rows = torch.tensor([r for r, i in enumerate(chunk) for _ in probes[i][1]], device=device)
-            cols = torch.tensor([p for i in chunk for p in probes[i][1]], device=device, dtype=torch.long)
-            targets = torch.tensor([probes[i][0][p] for i in chunk for p in probes[i][1]], device=device)
-            values = _gathered(logits[rows, cols], targets)
+            picked = logits[torch.tensor(rows, device=device), torch.tensor(cols, device=device)].float()
+            chosen = picked.gather(-1, torch.tensor(targets, device=device).unsqueeze(-1)).squeeze(-1)
+            values = chosen - torch.logsumexp(picked, dim=-1)
             _check_finite(values)
             values = values.double().cpu().numpy()
             start = 0
@@ -183,48 +195,4 @@ def masked_log_probs(
                 count = len(probes[i][1])
                 results[i] = values[start : start + count]
                 start += count
-    return results
-
-
-@torch.no_grad()
-def causal_log_probs(
-    model: nn.Module,
-    tokenizer,
-    sequences: Sequence[Sequence[int]],
-    batch_size: int = 32,
-    desc: str | None = None,
-    show_progress: bool = False,
-) -> list[np.ndarray]:
-    """`log p(token_t | tokens_<t)` for every token after the first, many sequences per forward pass.
-
-    Args:
-        model (`nn.Module`): A causal LM (eval mode is set for the call).
-        tokenizer: Its tokenizer (pad token).
-        sequences (`Sequence[Sequence[int]]`): Token ids, each starting with its prefix token (see [`encode`]).
-        batch_size (`int`, *optional*, defaults to 32): Sequences per forward pass.
-        desc (`str`, *optional*): Progress-bar label.
-        show_progress (`bool`, *optional*, defaults to `False`): Show a progress bar.
-
-    Returns:
-        `list[np.ndarray]`: per sequence, `len(sequence) - 1` float64 log-probabilities.
-
-    Raises:
-        NonFiniteScoresError: when a log-probability is `nan` or infinite.
-    """
-    device, pad_id = model_device(model), _pad_id(tokenizer)
-    results: list[np.ndarray | None] = [None] * len(sequences)
-    with eval_mode(model):
-        for chunk in tqdm(
-            _batches([len(s) for s in sequences], batch_size), desc=desc, disable=not show_progress, leave=False
-        ):
-            batch = [list(sequences[i]) for i in chunk]
-            input_ids, attention_mask = _pad(batch, pad_id, device)
-            # Right padding: real tokens keep positions 0..n-1, so no position ids are needed.
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-            values = _gathered(logits, input_ids[:, 1:])
-            real = attention_mask[:, 1:].bool()
-            _check_finite(values[real])
-            values = values.double().cpu().numpy()
-            for row, i in enumerate(chunk):
-                results[i] = values[row, : len(sequences[i]) - 1]
     return results

@@ -11,10 +11,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from .errors import BenchmarkError
-from .metrics import stereoset_metrics
 from .task import BenchmarkTask
 
 
@@ -30,14 +28,12 @@ def filled_context(context: str, word: str) -> tuple[str, int, int]:
 
 class StereoSetTask(BenchmarkTask):
     name = "stereoset"
+    sentences = {kind: f"{kind}_score" for kind in KINDS}
+    labels = ("target", "bias_type")
 
-    def prepare(self) -> None:
-        if self.objective == "causal_lm":
-            self.sequences = [self.encode(self.rows[kind]) for kind in KINDS]
-            return
+    def masked_probes(self) -> None:
         if not getattr(self.tokenizer, "is_fast", False):
             raise BenchmarkError("StereoSet scoring of a masked LM needs a fast tokenizer (character offsets).")
-        self.probes, self.owners = [], []
         for k, kind in enumerate(KINDS):
             for r, (context, word) in enumerate(zip(self.rows["context"], self.rows[f"{kind}_word"])):
                 text, start, end = filled_context(context, word)
@@ -50,28 +46,8 @@ class StereoSetTask(BenchmarkTask):
                     raise BenchmarkError(f"The StereoSet word {word!r} of {context!r} has no token to score.")
                 first, last = span[0], span[-1] + 1
                 for i in range(first, last):
-                    self.probes.append((ids[: i + 1] + ids[last:], [i]))
-                    self.owners.append(k * len(self) + r)
+                    self.add_probe(k, r, ids[: i + 1] + ids[last:], [i])
 
-    def __call__(self, model, show_progress: bool = False) -> pd.DataFrame:
-        if self.objective == "causal_lm":
-            scores = [self.sentence_log_likelihoods(model, seqs, show_progress, mean=True) for seqs in self.sequences]
-        else:
-            mean_probability = lambda logs: float(np.exp(logs).mean())  # noqa: E731
-            flat = self.probe_sums(model, self.probes, self.owners, 3 * len(self), show_progress, mean_probability)
-            scores = [flat[k * len(self) : (k + 1) * len(self)] for k in range(3)]
-        frame = {"id": self.rows["id"], "target": self.rows["target"], "bias_type": self.rows["bias_type"]}
-        frame.update({f"{kind}_score": np.asarray(s, dtype=np.float64) for kind, s in zip(KINDS, scores)})
-        return pd.DataFrame(frame)
-
-    def metrics(self, scores, bootstrap_samples=1000, confidence=0.95, seed=0) -> dict:
-        return stereoset_metrics(
-            scores["stereotype_score"],
-            scores["anti_stereotype_score"],
-            scores["unrelated_score"],
-            scores["target"],
-            scores["bias_type"],
-            bootstrap_samples=bootstrap_samples,
-            confidence=confidence,
-            seed=seed,
-        )
+    def reduce(self, values: np.ndarray) -> float:
+        # Masked LMs: the mean probability of the word's tokens; causal LMs: the mean log-probability per token.
+        return float(np.exp(values).mean()) if self.family.reads_right_context else float(values.mean())

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..checks import number_grid
 from ..evaluation.runtime import eval_mode, model_device
 from ..rewrite import RewriteSession
 from .bootstrap import check_bootstrap_settings
@@ -24,7 +25,7 @@ from .errors import BenchmarkError
 from .loading import check_benchmark_name
 from .metrics import headline
 from .runner import prepare_benchmark, prepare_lm_scorer
-from .scoring import NonFiniteScoresError, objective_of
+from .scoring import NonFiniteScoresError, family_of
 from .selection import BudgetPolicy, SelectionPolicy, pareto_front
 from .sweep_result import SweepResult, headline_metric
 
@@ -36,15 +37,6 @@ DEFAULT_FEATURE_FACTORS = (-10.0, -5.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 5.
 # Around the scale at which the decoder grid's balanced rewrite of the demo acts (lr 0.2 on SmolLM2); for another
 # base model run `evaluate_decoder` first and centre `learning_rates` on the rate it selects.
 DEFAULT_LEARNING_RATES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-
-
-def _grid(values, name: str) -> list[float]:
-    values = [float(v) for v in values]
-    if not values:
-        raise BenchmarkError(f"`{name}` is empty; give at least one value.")
-    if not all(math.isfinite(v) for v in values):
-        raise BenchmarkError(f"`{name}` must be finite numbers, got {values}.")
-    return list(dict.fromkeys(values))
 
 
 def sweep_rewrites(
@@ -101,11 +93,11 @@ def sweep_rewrites(
     if primary not in names:
         raise BenchmarkError(f"`primary` {primary!r} is not one of the swept benchmarks {names}.")
     policy = policy or BudgetPolicy(budget=budget, quality=quality)
-    ffs = _grid(DEFAULT_FEATURE_FACTORS if feature_factors is None else feature_factors, "feature_factors")
-    lrs = _grid(DEFAULT_LEARNING_RATES if learning_rates is None else learning_rates, "learning_rates")
+    ffs = number_grid(DEFAULT_FEATURE_FACTORS if feature_factors is None else feature_factors, "feature_factors")
+    lrs = number_grid(DEFAULT_LEARNING_RATES if learning_rates is None else learning_rates, "learning_rates")
     gradiend.check_base_model(base_model)
-    objective = objective_of(base_model, getattr(gradiend.config, "objective", None))
-    if quality == "perplexity" and objective == "masked_lm":
+    objective = family_of(base_model, getattr(gradiend.config, "objective", None)).name
+    if quality == "perplexity" and family_of(objective=objective).reads_right_context:
         raise BenchmarkError("A masked LM has no perplexity; use `quality='lms'` (masked-token accuracy).")
     tasks = {n: prepare_benchmark(n, tokenizer, objective, bias_types, max_rows, batch_size) for n in names}
     lm = prepare_lm_scorer(tokenizer, objective, lm_texts, lm_max_texts, batch_size, seed, model_device(base_model))

@@ -9,50 +9,14 @@ Each row's pro- and anti-stereotypical sentences differ only in the pronoun (and
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-
-from .metrics import winobias_metrics
-from .scoring import differing_positions, shared_positions, special_ids
-from .task import BenchmarkTask
+from .scoring import differing_positions
+from .task import PairTask
 
 
-class WinoBiasTask(BenchmarkTask):
+class WinoBiasTask(PairTask):
     name = "winobias"
+    sentences = {"pro_sentence": "pro_score", "anti_sentence": "anti_score"}
+    labels = ("pro_gender",)
 
-    def prepare(self) -> None:
-        self.pro = self.encode(self.rows["pro_sentence"])
-        self.anti = self.encode(self.rows["anti_sentence"])
-        if self.objective == "masked_lm":
-            skip = special_ids(self.tokenizer)
-            self.probes = []
-            for pro, anti in zip(self.pro, self.anti):
-                shared_pro, shared_anti = shared_positions(pro, anti, skip)
-                self.probes.append((pro, differing_positions(pro, shared_pro, skip)))
-                self.probes.append((anti, differing_positions(anti, shared_anti, skip)))
-
-    def __call__(self, model, show_progress: bool = False) -> pd.DataFrame:
-        if self.objective == "masked_lm":
-            sums = self.probe_sums(model, self.probes, range(len(self.probes)), len(self.probes), show_progress)
-            pro, anti = sums[0::2], sums[1::2]
-        else:
-            sums = self.sentence_log_likelihoods(model, self.pro + self.anti, show_progress)
-            pro, anti = sums[: len(self)], sums[len(self) :]
-        return pd.DataFrame(
-            {
-                "id": self.rows["id"],
-                "pro_gender": self.rows["pro_gender"],
-                "pro_score": np.asarray(pro, dtype=np.float64),
-                "anti_score": np.asarray(anti, dtype=np.float64),
-            }
-        )
-
-    def metrics(self, scores, bootstrap_samples=1000, confidence=0.95, seed=0) -> dict:
-        return winobias_metrics(
-            scores["pro_score"],
-            scores["anti_score"],
-            scores["pro_gender"],
-            bootstrap_samples=bootstrap_samples,
-            confidence=confidence,
-            seed=seed,
-        )
+    def probe_positions(self, ids, shared, skip):
+        return [differing_positions(ids, shared, skip)]  # the differing tokens masked together
