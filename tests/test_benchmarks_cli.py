@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 
 from gradiend_hf import GradiendModel
 from gradiend_hf.cli.main import main as cli
@@ -84,13 +85,57 @@ def test_user_mistakes_exit_2_with_one_line(folders, tmp_path, capsys, arguments
 
 
 def test_gradiend_without_rewrite_and_missing_folder(folders, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
     for argv, message in (
         ([folders["gradiend"]], "give --feature_factor and --learning_rate"),
         ([folders["gradiend"], "--feature_factor", "nan", "--learning_rate", "1"], "finite"),
         ([str(tmp_path / "missing" / "model")], "No such model folder"),
+        ([str(empty)], "is not a model folder or a reachable Hub model"),
+        ([folders["base"], "--batch_size", "0"], "--batch_size must be at least 1"),
+        ([folders["gradiend"], "--feature_factor", "1", "--learning_rate", "1e30"], "nan or infinite logits"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             cli(["benchmark", *argv, "--output_dir", str(tmp_path)])
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_rewrite_card_gets_the_benchmark_report(folders, tmp_path):
+    # The README's two steps: score the rewrite against its base, then save it with that report on its card.
+    scores, out = tmp_path / "scores", tmp_path / "rewritten"
+    rewrite = ["--feature_factor", "1", "--learning_rate", "50"]
+    cli(
+        [
+            "benchmark",
+            folders["gradiend"],
+            *rewrite,
+            "--benchmarks",
+            "crows_pairs",
+            "--output_dir",
+            str(scores),
+            *QUICK,
+        ]
+    )
+    cli(["rewrite", folders["gradiend"], *rewrite, "--output_dir", str(out), "--benchmarks", str(scores)])
+    card = ModelCard.load(out / "README.md")
+    assert "## Bias benchmarks" in card.content
+    assert "| benchmark | metric | bias type | base | rewritten | ideal | verdict |" in card.content
+    (result,) = card.data.eval_results  # CrowS-Pairs gender only
+    saved = json.loads((scores / "benchmarks.json").read_text())["reports"]["rewritten"]
+    assert result.metric_type == "stereotype_score" and result.metric_config == "gender"
+    assert result.metric_value == round(saved["benchmarks"]["crows_pairs"]["headline"]["value"], 4)
+    assert result.metric_value in (0.0, 25.0, 50.0, 75.0, 100.0, 12.5, 37.5, 62.5, 87.5)  # 4 pairs, ties count half
+
+
+def test_rewrite_with_an_unreadable_report_fails_in_one_line(folders, tmp_path, capsys):
+    argv = ["rewrite", folders["gradiend"], "--feature_factor", "1", "--learning_rate", "1"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli([*argv, "--output_dir", str(tmp_path / "out"), "--benchmarks", str(tmp_path / "none.json")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("gradiend-hf rewrite: error: Cannot read the benchmark report") and len(err.splitlines()) == 1
+    )
+    assert not (tmp_path / "out").exists()

@@ -26,7 +26,7 @@ from ..default_model import resolve_model_name_or_path
 from ..errors import GradiendLoadError
 from ..io import atomic_write_json, atomic_write_text
 from ..modeling_gradiend import GradiendModel
-from ..rewrite import RewriteSession
+from ..rewrite import RewriteSession, check_logits_finite
 from .errors import user_errors
 from .parsing import parse_config
 
@@ -58,7 +58,7 @@ def _is_gradiend(model: str) -> bool:
             raise GradiendLoadError(f"No such model folder: {model!r}; give an existing folder or a Hub id.")
     try:
         config = AutoConfig.from_pretrained(resolve_model_name_or_path(model))
-    except OSError as error:  # not a model folder, or a Hub id that cannot be reached
+    except (OSError, ValueError) as error:  # not a model folder (no or an unknown config), or an unreachable Hub id
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise GradiendLoadError(f"{model!r} is not a model folder or a reachable Hub model: {first_line}") from None
     return config.model_type == "gradiend"
@@ -100,12 +100,11 @@ def run(args: BenchmarkArguments) -> dict:
         gradiend = GradiendModel.from_pretrained(args.model)
         base, tokenizer = load_base_model(gradiend, dtype=args.dtype)
         name = gradiend.config.base_model_name_or_path
-        reports = {}
-        if args.compare_base:
-            reports["base"] = evaluate_bias(base, tokenizer, model_name=name, **options)
         with RewriteSession(base, gradiend) as session:
             session.apply(args.feature_factor, args.learning_rate)
+            check_logits_finite(base)  # a broken rewrite fails before minutes of scoring
             rewritten = evaluate_bias(base, tokenizer, model_name=f"{name} rewritten by {args.model}", **options)
+        reports = {"base": evaluate_bias(base, tokenizer, model_name=name, **options)} if args.compare_base else {}
         rewritten.rewrite = {
             "gradiend": args.model,
             "feature_factor": args.feature_factor,
