@@ -1,6 +1,7 @@
 """`gradiend-hf benchmark`: a model folder, a GRADIEND with a rewrite, and one-line errors for user mistakes."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -139,3 +140,23 @@ def test_rewrite_with_an_unreadable_report_fails_in_one_line(folders, tmp_path, 
         err.startswith("gradiend-hf rewrite: error: Cannot read the benchmark report") and len(err.splitlines()) == 1
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_readme_benchmark_commands_work_as_written(folders, tmp_path, monkeypatch):
+    # The README's commands, on the tiny model instead of SmolLM2 and with the quick settings appended.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Bias benchmarks", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split() for line in section.strip().splitlines()]
+    assert [c[:2] for c in commands] == [["gradiend-hf", "benchmark"]] * 2 + [["gradiend-hf", "rewrite"]]
+    monkeypatch.chdir(tmp_path)
+    for words in commands:
+        words = [
+            {"HuggingFaceTB/SmolLM2-135M-Instruct": folders["base"], "out/gradiend-gender": folders["gradiend"]}.get(
+                w, w
+            )
+            for w in words[1:]
+        ]
+        cli(words + (QUICK if words[0] == "benchmark" else []))
+    card = ModelCard.load(tmp_path / "out" / "rewritten-benchmarked" / "README.md")
+    assert {r.dataset_type for r in card.data.eval_results} == {"nyu-mll/crows_pairs", "uclanlp/wino_bias"}
+    assert json.loads((tmp_path / "out" / "bench-base" / "benchmarks.json").read_text())["reports"]["model"]
