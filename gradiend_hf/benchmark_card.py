@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .benchmarks.errors import BenchmarkError
-from .benchmarks.report import BenchmarkReport, comparison_rows
+from .benchmarks.report import BenchmarkReport, comparison_markdown, comparison_rows
 
 
 def benchmark_reports(reports) -> dict[str, BenchmarkReport]:
@@ -89,3 +89,9 @@ def benchmark_model_index(reports, model_name: str | None = None) -> list[dict] 
     if reports is None:
         return None
     return scored_report(benchmark_reports(reports)).model_index(model_name)
+
+
+def benchmark_markdown(reports) -> str:
+    """The benchmark section as Markdown (its sentence and table), e.g. for the app."""
+    reports = benchmark_reports(reports)
+    return benchmark_section(reports)["benchmark_sentence"] + "\n\n" + comparison_markdown(reports)
