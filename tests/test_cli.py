@@ -217,3 +217,16 @@ def test_demo_runs_end_to_end_on_a_tiny_causal_lm(tiny_dirs, tmp_path):
     rewrite = saved["rewrite"]
     changed = any(not torch.equal(a, b) for a, b in zip(rewritten.parameters(), base.parameters()))
     assert changed == (rewrite["learning_rate"] != 0 and rewrite["feature_factor"] is not None)
+
+
+def test_demo_benchmark_options(tmp_path):
+    from gradiend_hf.benchmarks import BenchmarkError
+    from gradiend_hf.cli.demo import DemoArguments
+
+    assert DemoArguments(output_dir=str(tmp_path / "a")).benchmarks == ["crows_pairs", "winobias"]
+    assert DemoArguments(output_dir=str(tmp_path / "b"), benchmarks=["none"]).benchmarks == []
+    assert DemoArguments(output_dir=str(tmp_path / "c"), benchmarks=["crows-pairs"]).benchmarks == ["crows_pairs"]
+    with pytest.raises(BenchmarkError, match="Unknown benchmark 'seat'"):
+        DemoArguments(output_dir=str(tmp_path / "d"), benchmarks=["seat"])
+    with pytest.raises(BenchmarkError, match="bootstrap"):
+        DemoArguments(output_dir=str(tmp_path / "e"), bootstrap_samples=-1)
