@@ -86,9 +86,11 @@ class ReferenceStep:
         for p in self.model.parameters():
             p.requires_grad_(True)
         flats = []
-        for ids in (batch.factual_ids, batch.alternative_ids):
+        for slot in (0, 1):  # the factual, then the alternative word (single-token rows: one read per row)
+            picked = batch.target_slots == slot
+            reads = batch.target_reads[picked]
             labels = torch.full_like(batch.input_ids, -100)
-            labels[torch.arange(len(ids)), batch.target_positions] = ids
+            labels[batch.read_sequences[reads], batch.read_positions[reads]] = batch.target_ids[picked]
             self.model.zero_grad(set_to_none=True)
             self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels).loss.backward()
             flats.append(torch.cat([self.params[name].grad.reshape(-1) for name in self.names]))

@@ -16,7 +16,7 @@ from .model_card import GradiendModelCardData
 from .modeling_gradiend import GradiendModel
 from .trainer import GradiendTrainer
 from .trainer_callbacks import GradiendNotConvergedError
-from .training_args import GradiendTrainingArguments
+from .training_args import GradiendTrainingArguments, SuiteTrainingArguments
 
 
 __version__ = "0.1.0"
@@ -33,6 +33,7 @@ __all__ = [
     "GradiendOutput",
     "GradiendTrainer",
     "GradiendTrainingArguments",
+    "SuiteTrainingArguments",
     "SelectedRewrite",
     "__version__",
     "load_base_model",

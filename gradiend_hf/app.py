@@ -37,7 +37,7 @@ from .card_utils import hub_id
 from .data import builtin_info, list_builtin
 from .errors import GradiendError
 from .evaluation.metrics import EvaluationError
-from .evaluation.probabilities import class_token_ids
+from .evaluation.probabilities import ClassProbabilityScorer
 from .gradients import encode_rows
 from .modeling_gradiend import GradiendModel
 from .objectives import MASK, ObjectiveError, get_objective
@@ -136,10 +136,6 @@ class GradiendDemo:
         self.top_k = int(top_k)
         self.session = RewriteSession(base_model, gradiend)
         self._lock = threading.Lock()
-        # Masked LMs score every surface variant of a class's words at the mask (as the decoder evaluation does).
-        self._masked_ids = (
-            None if self.objective.class_tokens_per_row else class_token_ids(tokenizer, self.class_words)
-        )
         self.strengthen = {name: self.config.feature_factor_for(name) for name in self.classes}
 
         selected = self.config.selected_rewrite
@@ -210,25 +206,32 @@ class GradiendDemo:
 
     # ------------------------------------------------------------------ computations (the model must be in its base state)
 
-    def _log_probs(self, masked: str) -> torch.Tensor:
-        batch = self.objective.prepare([masked], [self._first_word(self.classes[0])])
-        device = next(self.base_model.parameters()).device
-        with torch.no_grad():
-            return self.objective.target_log_probs(self.base_model, batch.to(device))[0].float().cpu()
-
-    def _class_ids(self, masked: str) -> dict[str, list[int]]:
-        if self._masked_ids is not None:
-            return self._masked_ids
-        ids = {}
-        for name, words in self.class_words.items():
-            found = []
+    def _anchor(self, masked: str) -> str:
+        """The class word whose blank shows the model's prediction: the first that is one token there (the
+        distribution at the blank is then that of one token), else the first class's first word."""
+        for words in self.class_words.values():
             for word in words:
                 try:
-                    found.append(int(self.objective.prepare([masked], [word]).factual_ids[0]))
+                    if len(self.objective.word_tokens([masked], [word])[0]) == 1:
+                        return word
                 except ObjectiveError:
-                    continue  # a word that is several tokens after this prefix has no next-token probability
-            ids[name] = sorted(set(found))
-        return ids
+                    continue
+        return self._first_word(self.classes[0])
+
+    def _measure(self, masked: str, scorer: ClassProbabilityScorer) -> tuple[torch.Tensor, dict[str, float]]:
+        """The distribution at the blank (its first token) and the class probabilities, for the model as it is now."""
+        batch = self.objective.prepare([masked], [self._anchor(masked)])
+        device = next(self.base_model.parameters()).device
+        with torch.no_grad():
+            log_probs = self.objective.target_log_probs(self.base_model, batch.to(device))[0].float().cpu()
+        return log_probs, {name: float(values[0]) for name, values in scorer(self.base_model).items()}
+
+    def _scorer(self, masked: str) -> ClassProbabilityScorer:
+        # The decoder evaluation's class probabilities: surface variants (masked LMs), multi-token words exactly.
+        device = next(self.base_model.parameters()).device
+        return ClassProbabilityScorer(
+            self.objective, [masked], [self._anchor(masked)], self.class_words, device=device
+        )
 
     def _top_k(self, log_probs: torch.Tensor) -> list[list[str]]:
         """`[token, probability]` rows of the `top_k` likeliest tokens (special tokens skipped)."""
@@ -267,22 +270,21 @@ class GradiendDemo:
         encodings = encode_rows(self.gradiend, self.base_model, self.objective, batch)[:, 0].tolist()
         return [[r[0], r[1], r[2], f"{h:+.3f}"] for r, h in zip(usable, encodings)]
 
-    def _class_table(self, masked: str, base: torch.Tensor, rewritten: torch.Tensor) -> list[list[str]]:
+    def _class_table(self, base: dict[str, float], rewritten: dict[str, float]) -> list[list[str]]:
         rows = []
-        for name, ids in self._class_ids(masked).items():
-            before = float(base.exp()[ids].sum()) if ids else 0.0
-            after = float(rewritten.exp()[ids].sum()) if ids else 0.0
+        for name in self.classes:
+            before, after = base[name], rewritten[name]
             change = f"×{after / before:.3g}" if before > 0 else "–"
             words = ", ".join(self.class_words[name][:6]) + (" …" if len(self.class_words[name]) > 6 else "")
             rows.append([name, words, f"{before:.3g}", f"{after:.3g}", change])
         return rows
 
-    def _rewritten_log_probs(self, masked: str, base: torch.Tensor, ff: float, lr: float) -> torch.Tensor:
+    def _rewritten(self, masked: str, scorer: ClassProbabilityScorer, base, ff: float, lr: float):
         if lr == 0:
             return base  # θ + 0 · u is the base model
         self.session.apply(ff, lr)
         try:
-            return self._log_probs(masked)
+            return self._measure(masked, scorer)
         finally:
             self.session.restore()
 
@@ -298,20 +300,22 @@ class GradiendDemo:
         masked = self.parse(text)
         ff, lr = self.check_numbers(feature_factor, learning_rate)
         with self._lock:
-            base = self._log_probs(masked)
-            base_top = self._top_k(base)
+            scorer = self._scorer(masked)
+            base = self._measure(masked, scorer)
+            base_top = self._top_k(base[0])
             features = self._feature_rows(masked, base_top[0][0] if base_top else None)
-            rewritten = self._rewritten_log_probs(masked, base, ff, lr)
-        return features, base_top, self._top_k(rewritten), self._class_table(masked, base, rewritten)
+            rewritten = self._rewritten(masked, scorer, base, ff, lr)
+        return features, base_top, self._top_k(rewritten[0]), self._class_table(base[1], rewritten[1])
 
     def rewrite(self, text: str, feature_factor: float, learning_rate: float):
         """What changes with the feature factor and learning rate: rewritten top-k and class-probability rows."""
         masked = self.parse(text)
         ff, lr = self.check_numbers(feature_factor, learning_rate)
         with self._lock:
-            base = self._log_probs(masked)
-            rewritten = self._rewritten_log_probs(masked, base, ff, lr)
-        return self._top_k(rewritten), self._class_table(masked, base, rewritten)
+            scorer = self._scorer(masked)
+            base = self._measure(masked, scorer)
+            rewritten = self._rewritten(masked, scorer, base, ff, lr)
+        return self._top_k(rewritten[0]), self._class_table(base[1], rewritten[1])
 
     # ------------------------------------------------------------------ texts of the page
 

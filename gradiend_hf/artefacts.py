@@ -25,6 +25,8 @@ KIND_STEERING = "steering"
 KIND_MODEL = "model"  # a model folder gradiend-hf did not write (e.g. a base model); never written by us
 KIND_DEFAULT_MODEL = "default-model"
 KIND_SPACE = "space"
+KIND_SUITE = "gradiend-suite"  # a folder of GRADIENDs with suite.json; each member folder is a GRADIEND
+SUITE_REPORT_NAME = "suite.json"
 
 _DESCRIPTIONS = {
     KIND_GRADIEND: "a GRADIEND",
@@ -34,6 +36,7 @@ _DESCRIPTIONS = {
     KIND_MODEL: "a model that gradiend-hf did not write (e.g. a base model)",
     KIND_DEFAULT_MODEL: "the converted default model",
     KIND_SPACE: "a Gradio Space",
+    KIND_SUITE: "a suite of GRADIENDs",
 }
 
 _WEIGHTS = r"(model|pytorch_model)(-\d{5}-of-\d{5})?\.(safetensors|bin)(\.index\.json)?"
@@ -64,7 +67,8 @@ def folder_kind(folder: str | os.PathLike) -> str | None:
     """What `folder` holds: one of the `KIND_*` names, or `None` when it is missing, empty or holds no model.
 
     Reads the manifest; for folders written without one, recognises GRADIENDs and other models by `config.json`,
-    PEFT adapters by `adapter_config.json` and steering folders by `gradiend_steering.json`.
+    PEFT adapters by `adapter_config.json`, steering folders by `gradiend_steering.json` and suites by
+    `suite.json`.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -74,6 +78,8 @@ def folder_kind(folder: str | os.PathLike) -> str | None:
         return str(manifest["kind"])
     if (folder / "gradiend_steering.json").is_file():
         return KIND_STEERING
+    if (folder / SUITE_REPORT_NAME).is_file() and not (folder / "config.json").exists():
+        return KIND_SUITE
     if (folder / "adapter_config.json").is_file():
         return KIND_ADAPTER
     config = folder / "config.json"

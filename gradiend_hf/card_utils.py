@@ -16,7 +16,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +111,14 @@ def write_card(folder: str | os.PathLike, card_data: CardData, template: str, **
 
 
 def render_saved_card(
-    folder: str | os.PathLike, model_id: str, card_data_classes: Sequence[type] = ()
+    folder: str | os.PathLike,
+    model_id: str,
+    card_data_classes: Sequence[type] = (),
+    updates: Mapping[str, Any] | None = None,
 ) -> ModelCard | None:
-    """The card of `folder` rendered again for `model_id` (a Hub repo id), or `None` when the folder keeps no card
-    state (a card written by an older version, or by hand: it is then uploaded as it is)."""
+    """The card of `folder` rendered again for `model_id` (a Hub repo id), with the card fields in `updates`
+    replaced, or `None` when the folder keeps no card state (a card written by an older version, or by hand: it is
+    then uploaded as it is)."""
     path = os.path.join(folder, CARD_STATE_NAME)
     if not os.path.isfile(path):
         return None
@@ -127,6 +131,7 @@ def render_saved_card(
         values["model_id"] = model_id
     if values.get("model-index"):  # a rewritten model's benchmark results name the repo the card describes
         values["model-index"] = [{**entry, "name": model_id} for entry in values["model-index"]]
+    values.update(updates or {})
     card_data = data_class(**values)
     kwargs = {**state.get("kwargs", {})}
     if "model_id" in kwargs:

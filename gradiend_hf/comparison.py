@@ -4,6 +4,8 @@
   (`encoder-weight`, `decoder-weight`, `decoder-bias`, `decoder-sum`), top-k overlap and mass overlap (method.md §6),
   as a `pandas.DataFrame` indexed by GRADIEND name.
 - [`cross_encoding_matrix`]: each GRADIEND's mean encoding on each feature's test classes.
+- [`gradiend_hf.transition_encoding.transition_encoding_matrix`]: each GRADIEND's mean encoding of every transition
+  of a feature with more classes (identity transitions too).
 - [`topk_sets`], [`topk_locations`]: the sets behind the overlaps and where the top weights sit (layer, module), for
   the figures in [`gradiend_hf.comparison_plots`].
 
@@ -30,7 +32,7 @@ import pandas as pd
 import torch
 
 from .errors import GradiendError
-from .evaluation.rows import resolve_split, sample_by_class
+from .evaluation.rows import check_usable, resolve_split, sample_by_class
 from .gradiend_modules import escape_parameter_name
 from .gradients import encode_texts
 from .importance import IMPORTANCE_PARTS
@@ -51,7 +53,8 @@ class GradiendComparisonError(GradiendError):
 
 
 def named_gradiends(gradiends) -> dict:
-    """`{name: gradiend}` from a mapping, or from a sequence (named by their feature classes, e.g. `"M/F"`)."""
+    """`{name: gradiend}` from a mapping (a [`SuiteResult`] is one), or from a sequence (named by their feature
+    classes, e.g. `"M/F"`)."""
     if isinstance(gradiends, Mapping):
         named = dict(gradiends)
     else:
@@ -431,10 +434,7 @@ def cross_encoding_matrix(
         picked = [
             r for r in sample_by_class(rows, classes, max_rows, seed) if r["factual_class"] != r["alternative_class"]
         ]
-        usable = objective.usable(
-            [r["masked"] for r in picked], [r["factual"] for r in picked], [r["alternative"] for r in picked]
-        )
-        picked = [r for r, ok in zip(picked, usable) if ok]
+        check_usable(objective, picked)
         texts = ([r["masked"] for r in picked], [r["factual"] for r in picked], [r["alternative"] for r in picked])
         for name, gradiend in named.items():
             values = encode_texts(gradiend, base_model, objective, *texts, batch_size)[:, 0]

@@ -116,15 +116,38 @@ def plot_cross_encoding_heatmap(
     Returns:
         `matplotlib.figure.Figure`
     """
+    return _encoding_heatmap(
+        matrix, save_path, title, ":", "mean encoding", "feature:class (gradients towards a word of the class)"
+    )
+
+
+def plot_transition_heatmap(
+    matrix: pd.DataFrame,
+    save_path: str | os.PathLike | None = None,
+    title: str | None = "Encoding of every transition",
+):
+    """Heatmap of [`transition_encoding_matrix`]: one row per GRADIEND, one column per transition `A→B`, grouped by
+    the factual class `A`; +1 (red) is each GRADIEND's positive class.
+
+    Returns:
+        `matplotlib.figure.Figure`
+    """
+    return _encoding_heatmap(
+        matrix, save_path, title, "→", "mean encoding (oriented)", "transition factual→alternative"
+    )
+
+
+def _encoding_heatmap(matrix, save_path, title, separator: str, colorbar_label: str, xlabel: str):
+    """A heatmap of mean encodings in [-1, 1] with a line between the column groups (the text before `separator`)."""
     figure = plot_similarity_heatmap(
-        matrix, title=title, cmap="RdBu_r", vmin=-1.0, vmax=1.0, colorbar_label="mean encoding"
+        matrix, title=title, cmap="RdBu_r", vmin=-1.0, vmax=1.0, colorbar_label=colorbar_label
     )
     ax = figure.axes[0]
-    features = [str(c).split(":", 1)[0] for c in matrix.columns]
-    for j in range(1, len(features)):
-        if features[j] != features[j - 1]:
+    groups = [str(c).split(separator, 1)[0] for c in matrix.columns]
+    for j in range(1, len(groups)):
+        if groups[j] != groups[j - 1]:
             ax.axvline(j - 0.5, color="black", linewidth=1.5)
-    ax.set_xlabel("feature:class (gradients towards a word of the class)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("GRADIEND")
     _save(figure, save_path)
     return figure

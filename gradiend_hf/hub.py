@@ -16,6 +16,7 @@ GradiendModel.from_pretrained("me/gradiend-gender")
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -25,18 +26,29 @@ from typing import Any
 
 from huggingface_hub import HfApi
 
-from .artefacts import KIND_ADAPTER, KIND_GRADIEND, KIND_STEERING, check_complete, folder_kind
+from .artefacts import (
+    KIND_ADAPTER,
+    KIND_GRADIEND,
+    KIND_STEERING,
+    KIND_SUITE,
+    SUITE_REPORT_NAME,
+    check_complete,
+    folder_kind,
+)
 from .card_utils import render_saved_card
 from .configuration_gradiend import GradiendConfig
+from .data import ClassView
 from .errors import GradiendError, GradiendFileNotFoundError, GradiendLoadError
 from .loading import check_gradiend_folder
 from .model_card import GradiendCardFacts, GradiendModelCardData, build_gradiend_card, write_gradiend_card
+from .model_card_sections import suite_values
 from .rewrite_io import save_rewritten
+from .suite_report import suite_facts
 
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("gradiend", "rewrite", "adapter")
+KINDS = ("gradiend", "rewrite", "adapter", "suite")
 WEIGHT_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "pytorch_model*.bin.index.json"]
 HIDDEN_PATTERNS = [".*", "*/.*"]
 # Never uploaded: unpickling runs code, and every artefact of gradiend-hf is safetensors and JSON.
@@ -193,8 +205,8 @@ def push_adapter(adapter_dir: str | os.PathLike, repo_id: str, **commit: Any):
 
 
 def detect_kind(folder: str | os.PathLike) -> str:
-    """`"adapter"` (PEFT or steering adapters), `"gradiend"` (a config.json of `model_type` gradiend) or `"rewrite"`
-    (any other model).
+    """`"adapter"` (PEFT or steering adapters), `"gradiend"` (a config.json of `model_type` gradiend), `"suite"` (a
+    `suite.json` of [`train_suite`]) or `"rewrite"` (any other model).
 
     Raises:
         [`GradiendLoadError`]: when the folder does not exist or holds none of these.
@@ -208,6 +220,8 @@ def detect_kind(folder: str | os.PathLike) -> str:
     kind = folder_kind(folder)
     if kind in (KIND_ADAPTER, KIND_STEERING):
         return "adapter"
+    if kind == KIND_SUITE:
+        return "suite"
     if kind is None:
         raise GradiendLoadError(
             f"{folder!r} holds neither config.json (a GRADIEND or a rewritten model) nor adapter_config.json (a PEFT "
@@ -216,28 +230,42 @@ def detect_kind(folder: str | os.PathLike) -> str:
     return "gradiend" if kind == KIND_GRADIEND else "rewrite"
 
 
-def push_folder(folder: str | os.PathLike, repo_id: str, kind: str | None = None, **commit: Any):
-    """Pushes a saved GRADIEND, rewritten model or adapter folder as it is, with its card rendered for `repo_id`.
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    kind: str | None = None,
+    *,
+    card_updates: dict | None = None,
+    **commit: Any,
+):
+    """Pushes a saved GRADIEND, rewritten model, adapter or suite folder as it is, with its card rendered for
+    `repo_id`.
 
     Only the top-level files of a GRADIEND or model folder are uploaded (trainer checkpoints in subfolders stay
-    local); an adapter folder is uploaded whole (it may hold several adapters).
+    local); an adapter folder is uploaded whole (it may hold several adapters); a suite goes to one repo per member
+    and a collection ([`push_suite`], `repo_id` is then the prefix of the members' repos).
 
     Args:
         folder (`str` or `os.PathLike`): The saved folder.
         repo_id (`str`): The model repo.
-        kind (`str`, *optional*): `"gradiend"`, `"rewrite"` or `"adapter"`; detected from the files when not given.
+        kind (`str`, *optional*): `"gradiend"`, `"rewrite"`, `"adapter"` or `"suite"`; detected from the files when
+            not given.
+        card_updates (`dict`, *optional*): Card fields to render differently from the saved card (e.g. the links of
+            a suite's members).
         commit: [`HubCommit`] fields.
 
     Returns:
-        `huggingface_hub.CommitInfo`: the commit.
+        `huggingface_hub.CommitInfo`: the commit ([`SuitePush`] for a suite).
     """
-    options = _commit(commit)
     folder = os.fspath(folder)
     found = detect_kind(folder)
     if kind is not None and kind not in KINDS:
         raise GradiendError(f"Unknown kind {kind!r}; choose one of {', '.join(KINDS)}.")
     if kind is not None and kind != found:
         raise GradiendError(f"{folder!r} holds a {found}, not a {kind}; pass `--kind {found}` or another folder.")
+    if found == "suite":
+        return push_suite(folder, repo_id, **commit)
+    options = _commit(commit)
     if found == "gradiend":
         check_gradiend_folder(folder)
     elif not any(name.endswith(".safetensors") for _, _, names in os.walk(folder) for name in names):
@@ -253,7 +281,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, kind: str | None = None
     with tempfile.TemporaryDirectory(prefix="gradiend-push-") as staging:
         upload = os.path.join(staging, "repo")
         _link_tree(folder, upload, recursive=found == "adapter")
-        card = render_saved_card(folder, repo_id, (GradiendModelCardData,))
+        card = render_saved_card(folder, repo_id, (GradiendModelCardData,), card_updates)
         if card is None and found == "gradiend":
             card = build_gradiend_card(GradiendConfig.from_pretrained(folder), repo_id)
         readme = os.path.join(upload, "README.md")
@@ -288,3 +316,122 @@ def _link_tree(source: str, target: str, recursive: bool) -> None:
                 os.link(src, dst)
             except OSError:
                 shutil.copy2(src, dst)
+
+
+# --------------------------------------------------------------------------- suites
+
+
+@dataclass
+class SuitePush:
+    """Result of [`push_suite`].
+
+    Args:
+        collection (`huggingface_hub.Collection`): The Hub collection grouping the members.
+        repos (`dict[str, str]`): member name → its model repo id.
+        commits (`dict[str, CommitInfo]`): member name → the commit of its push.
+    """
+
+    collection: Any
+    repos: dict[str, str]
+    commits: dict[str, Any]
+
+
+def push_suite(
+    suite,
+    repo_prefix: str,
+    *,
+    collection_title: str | None = None,
+    collection_description: str | None = None,
+    **commit: Any,
+) -> SuitePush:
+    """Pushes every member of a suite to its own model repo and groups them in a Hub collection.
+
+    Member `<name>` goes to `<repo_prefix>-<name>` (e.g. `me/gradiend-pronouns-1SG-vs-3SG`) with its saved card,
+    whose suite section then links the siblings' repos and the collection. Pushing again updates the repos and
+    reuses the collection (same title in the same namespace).
+
+    Args:
+        suite ([`SuiteResult`] or `str`): A trained suite or its folder.
+        repo_prefix (`str`): `"namespace/name"`; the namespace also owns the collection.
+        collection_title (`str`, *optional*): Title of the collection; defaults to the name part of `repo_prefix`.
+        collection_description (`str`, *optional*): At most 150 characters; by default the base model and classes.
+        commit: [`HubCommit`] fields (`private` also makes the collection private).
+
+    Returns:
+        [`SuitePush`].
+
+    Raises:
+        [`GradiendLoadError`]: the folder holds no suite, or a member was never trained.
+    """
+    folder = os.fspath(getattr(suite, "output_dir", suite))
+    report = _read_suite(folder)
+    options = _commit(commit)
+    namespace, _, name = repo_prefix.rpartition("/")
+    if not name:
+        raise GradiendError(f"`repo_prefix` must be 'namespace/name' (or 'name'), got {repo_prefix!r}.")
+    members = {entry["name"]: entry for entry in report["members"]}
+    for entry in members.values():
+        if entry.get("status") == "pending" or not os.path.isdir(os.path.join(folder, entry["folder"])):
+            raise GradiendLoadError(
+                f"The suite member {entry['name']!r} in {folder!r} was never trained; run train_suite again to finish "
+                "the suite before pushing it."
+            )
+    repos = {member: f"{repo_prefix}-{os.path.basename(entry['folder'])}" for member, entry in members.items()}
+    api = HfApi(token=options.token)
+    title = collection_title or name
+    classes = ", ".join(report.get("classes", []))
+    description = collection_description or f"GRADIENDs of {report.get('base_model') or 'one model'} for {classes}"
+    collection = api.create_collection(
+        title,
+        namespace=namespace or None,
+        description=description[:150],
+        private=bool(options.private),
+        exists_ok=True,
+    )
+    views = {member: _MemberView(entry) for member, entry in members.items()}
+    commits = {}
+    for member, entry in members.items():
+        facts = suite_facts(views, member, title, locations=repos, link=collection.url)
+        commits[member] = push_folder(
+            os.path.join(folder, entry["folder"]),
+            repos[member],
+            "gradiend",
+            card_updates=suite_values(facts),
+            **commit,
+        )
+        note = views[member].summary
+        api.add_collection_item(collection.slug, repos[member], "model", note=note, exists_ok=True)
+    return SuitePush(collection=api.get_collection(collection.slug), repos=repos, commits=commits)
+
+
+@dataclass
+class _MemberView:
+    """A member entry of `suite.json` with the fields [`suite_facts`] reads."""
+
+    entry: dict
+
+    @property
+    def view(self) -> dict:
+        return self.entry["view"]
+
+    @property
+    def folder(self) -> str:
+        return self.entry["folder"]
+
+    @property
+    def summary(self) -> str:
+        return ClassView.from_dict(self.view).summary
+
+
+def _read_suite(folder: str) -> dict:
+    path = os.path.join(folder, SUITE_REPORT_NAME)
+    try:
+        with open(path, encoding="utf-8") as file:
+            report = json.load(file)
+    except FileNotFoundError:
+        raise GradiendLoadError(f"{folder!r} holds no suite ({SUITE_REPORT_NAME} is missing).") from None
+    except (OSError, ValueError) as error:
+        raise GradiendLoadError(f"{path!r} is not a readable suite report ({error}).") from None
+    if not isinstance(report, dict) or not isinstance(report.get("members"), list):
+        raise GradiendLoadError(f"{path!r} is not a gradiend-hf suite report.")
+    return report

@@ -54,6 +54,8 @@ class GradiendCardFacts:
         benchmark_reports (*optional*): Bias benchmarks of a rewrite by this GRADIEND (see
             [`gradiend_hf.benchmark_card.benchmark_reports`]): their table, and the rewritten model's scores as
             `model-index` eval results.
+        suite (`Mapping`, *optional*): The suite the GRADIEND belongs to ([`gradiend_hf.suite_report.suite_facts`]):
+            its `title`, `link` and `members` (name, feature, location), for a section linking the siblings.
     """
 
     encoder_report: Any = None
@@ -63,6 +65,7 @@ class GradiendCardFacts:
     dataset_sizes: Mapping | None = None
     training_args: Any = None
     benchmark_reports: Any = None
+    suite: Mapping | None = None
 
     def __bool__(self) -> bool:
         return any(value not in (None, ()) for value in vars(self).values())
@@ -127,6 +130,9 @@ class GradiendModelCardData(CardData):
     benchmark_rows: list[list[str]] = field(default_factory=list)
     benchmark_sentence: str | None = None
     model_index: list[dict] | None = None
+    suite_title: str | None = None
+    suite_link: str | None = None
+    suite_rows: list[dict] = field(default_factory=list)
     versions: list[tuple[str, str]] = field(default_factory=list)
 
     def to_yaml(self, line_break=None, original_order=None) -> str:
@@ -200,6 +206,8 @@ class GradiendModelCardData(CardData):
         data.benchmark_header, data.benchmark_rows = benchmarks["benchmark_header"], benchmarks["benchmark_rows"]
         data.benchmark_sentence = benchmarks["benchmark_sentence"]
         data.model_index = benchmark_model_index(facts.benchmark_reports)
+        for name, value in sections.suite_values(facts.suite).items():
+            setattr(data, name, value)
         return data
 
 
@@ -238,6 +246,7 @@ def write_gradiend_card(
     training_args=None,
     model_id: str | None = None,
     benchmark_reports=None,
+    suite: Mapping | None = None,
 ) -> ModelCard:
     """Writes the full model card (README.md) of a GRADIEND into `save_directory`.
 
@@ -249,7 +258,8 @@ def write_gradiend_card(
     Args:
         gradiend ([`GradiendModel`]): The GRADIEND (usually just saved into `save_directory`).
         save_directory (`str` or `os.PathLike`): The GRADIEND's folder (created if missing).
-        encoder_report, decoder_report, figures, dataset_name, dataset_sizes, training_args, benchmark_reports: see
+        encoder_report, decoder_report, figures, dataset_name, dataset_sizes, training_args, benchmark_reports,
+        suite: see
             [`GradiendCardFacts`].
         model_id (`str`, *optional*): Where the quick start loads the GRADIEND from (a Hub repo id the folder will be
             pushed to); defaults to `save_directory`. A push renders the card again for its repo anyway.
@@ -265,7 +275,7 @@ def write_gradiend_card(
         names = [_place_figure(path, save_directory, staging) for path in figures or []]
         _update_saved_config(gradiend.config, save_directory, staging)
         facts = GradiendCardFacts(
-            encoder_report, decoder_report, names, dataset_name, dataset_sizes, training_args, benchmark_reports
+            encoder_report, decoder_report, names, dataset_name, dataset_sizes, training_args, benchmark_reports, suite
         )
         data = card_data(gradiend.config, model_id or save_directory, facts, str(gradiend.dtype).replace("torch.", ""))
         card = write_card(staging, data, TEMPLATE)

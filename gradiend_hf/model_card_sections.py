@@ -301,3 +301,24 @@ def rewrite(config, report, classes):
 
 
 # --------------------------------------------------------------------------- public API
+
+
+def suite_values(suite: Mapping | None) -> dict:
+    """The card fields of the suite section (`suite_title`, `suite_link`, `suite_rows`): every member of the suite
+    as a link (a Hub repo id, or a folder next to this one), this member marked."""
+    if not suite:
+        return {"suite_title": None, "suite_link": None, "suite_rows": []}
+    rows = []
+    for member in suite.get("members", []):
+        location = member["location"]
+        repo_id = hub_id(location)
+        target = f"https://huggingface.co/{repo_id}" if repo_id and not location.startswith(".") else location
+        rows.append(
+            {
+                "link": f"**`{member['name']}`** (this GRADIEND)"
+                if member.get("is_self")
+                else f"[`{member['name']}`]({target})",
+                "feature": member["feature"],
+            }
+        )
+    return {"suite_title": suite.get("title"), "suite_link": suite.get("link"), "suite_rows": rows}

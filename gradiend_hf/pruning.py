@@ -32,7 +32,7 @@ from .modeling_gradiend import GradiendModel
 from .objectives import get_objective
 from .params import parameter_shapes, select_parameters
 from .topk import PruningError, resolve_k, select_topk
-from .training_data import GroupedFeatureDataset, check_feature_rows, drop_unusable_rows
+from .training_data import GroupedFeatureDataset, check_feature_rows, check_usable_rows
 
 
 logger = logging.get_logger(__name__)
@@ -82,7 +82,8 @@ def sample_gradient_importance(
     rows = dataset["train"] if hasattr(dataset, "keys") and "train" in dataset else dataset
     check_feature_rows(rows)
     objective = get_objective(base_model, tokenizer)
-    groups = GroupedFeatureDataset(drop_unusable_rows(rows, objective, "pre-pruning"), sentences_per_gradient, seed)
+    check_usable_rows(rows, objective, "pre-pruning")
+    groups = GroupedFeatureDataset(rows, sentences_per_gradient, seed)
     if n_samples > len(groups):
         logger.warning(f"Only {len(groups)} row groups exist; pre-pruning averages those instead of {n_samples}.")
         n_samples = len(groups)

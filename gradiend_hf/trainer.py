@@ -40,7 +40,7 @@ from .training_data import (
     GradiendDataError,
     GroupedFeatureDataset,
     check_feature_rows,
-    drop_unusable_rows,
+    check_usable_rows,
     feature_classes_of,
 )
 
@@ -117,9 +117,10 @@ class GradiendTrainer(Trainer):
             check_feature_rows(eval_dataset, "eval_dataset")
 
         self.objective = get_objective(base_model, processing_class)
-        train_dataset = drop_unusable_rows(train_dataset, self.objective, "training")
+        # Nothing is dropped: a row the tokenizer cannot represent is an error before anything is trained.
+        check_usable_rows(train_dataset, self.objective, "training")
         if eval_dataset is not None:
-            eval_dataset = drop_unusable_rows(eval_dataset, self.objective, "evaluation")
+            check_usable_rows(eval_dataset, self.objective, "evaluation")
         self._sync_config(model, args, train_dataset)
         self.base_model = base_model
         for param in base_model.parameters():
@@ -276,10 +277,12 @@ class GradiendTrainer(Trainer):
         config = self.accelerator.unwrap_model(self.model).config
         table = pd.DataFrame(
             {
-                "type": "training",
+                # Identity rows expect 0 and are reported apart; the correlation is the pair's.
+                "type": ["identity" if r["factual_class"] == r["alternative_class"] else "training" for r in rows],
                 "expected": [config.expected_encoding(r["factual_class"], r["alternative_class"]) for r in rows],
                 "encoding": encodings[:, 0],
                 "factual_class": [r["factual_class"] for r in rows],
+                "alternative_class": [r["alternative_class"] for r in rows],
             }
         )
         found = encoder_metrics(table)
@@ -289,6 +292,9 @@ class GradiendTrainer(Trainer):
             if name in found
         }
         metrics[f"{metric_key_prefix}_rows"] = float(len(rows))
+        identity = table[table["type"] == "identity"]
+        if len(identity):
+            metrics[f"{metric_key_prefix}_identity_mean"] = float(identity["encoding"].mean())
         for cls in config.feature_classes:
             metrics[f"{metric_key_prefix}_mean_{cls}"] = float(found["mean_by_class"].get(cls, float("nan")))
         # Callbacks may flip the GRADIEND's sign; log what describes the model after them.

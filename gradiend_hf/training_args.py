@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from transformers import TrainingArguments
 
-from .artefacts import KIND_GRADIEND, check_output_folder
+from .artefacts import KIND_GRADIEND, KIND_SUITE, check_output_folder, folder_kind
 from .checks import check_number, check_positive
 from .configuration_gradiend import GRADIENT_KINDS
-from .errors import GradiendError
+from .errors import GradiendError, GradiendSaveError
 
 
 @dataclass
@@ -53,6 +54,9 @@ class GradiendTrainingArguments(TrainingArguments):
         fail_on_non_convergence (`bool`, *optional*, defaults to `False`):
             Raise [`GradiendNotConvergedError`] at the end of a run that did not converge.
     """
+
+    # What `output_dir` holds (a suite's arguments name the suite's folder, see `SuiteTrainingArguments`).
+    output_kind: ClassVar[str] = KIND_GRADIEND
 
     sentences_per_gradient: int = field(
         default=32, metadata={"help": "Masked sentences of one transition whose mean loss gives one gradient."}
@@ -115,7 +119,14 @@ class GradiendTrainingArguments(TrainingArguments):
             value = getattr(self, name)
             if value is not None and value not in GRADIENT_KINDS:
                 raise GradiendError(f"Unknown {name} gradient {value!r}; choose one of {', '.join(GRADIENT_KINDS)}.")
-        check_output_folder(self.output_dir, KIND_GRADIEND, what="output_dir")
+        try:
+            check_output_folder(self.output_dir, self.output_kind, what="output_dir")
+        except GradiendSaveError as error:
+            if self.output_kind == KIND_GRADIEND and folder_kind(self.output_dir) == KIND_SUITE:
+                raise GradiendSaveError(
+                    f"{error} To train or resume the suite, use `SuiteTrainingArguments`."
+                ) from None
+            raise
 
     def _check_numbers(self) -> None:
         """Refuses absurd or non-finite settings before anything is trained (an `inf` learning rate would train and
@@ -148,3 +159,11 @@ class GradiendTrainingArguments(TrainingArguments):
             check_positive(self.num_train_epochs, "num_train_epochs")
         for name in ("eval_steps", "save_steps", "logging_steps"):
             check_positive(getattr(self, name), name, optional=True)
+
+
+@dataclass
+class SuiteTrainingArguments(GradiendTrainingArguments):
+    """[`GradiendTrainingArguments`] of [`train_suite`], whose `output_dir` is the folder of a suite of GRADIENDs
+    (each member trains in `output_dir/members/<name>`), so a suite can be resumed in its own folder."""
+
+    output_kind: ClassVar[str] = KIND_SUITE

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers.utils import logging
 
 from .data.errors import FeatureDataError, InvalidRowError
 from .data.schema import MASK, ROW_COLUMNS
@@ -24,8 +23,6 @@ from .objectives import Objective
 
 REQUIRED_COLUMNS = ROW_COLUMNS
 
-
-logger = logging.get_logger(__name__)
 
 # One error for unusable feature rows, wherever they are found (data building, training, evaluation).
 GradiendDataError = FeatureDataError
@@ -46,6 +43,12 @@ def check_feature_rows(dataset, name: str = "train_dataset") -> None:
     if columns is None and len(dataset):
         columns = list(dataset[0].keys())
     missing = [c for c in REQUIRED_COLUMNS if c not in (columns or [])]
+    if missing and "alternatives" in (columns or []):
+        raise FeatureDataError(
+            f"`{name}` has feature rows of several classes (an `alternatives` column); a GRADIEND learns one "
+            "two-class feature of them. Train on a view (`gradiend_hf.data.pair_view`, `one_vs_rest_view`, "
+            "`merged_view`) or a family of them with `gradiend_hf.suite.train_suite`."
+        )
     if missing:
         raise FeatureDataError(
             f"`{name}` lacks the column(s) {missing}. Build feature rows with "
@@ -80,40 +83,37 @@ def _check_column(values: Sequence, column: str, name: str) -> None:
         )
 
 
-def drop_unusable_rows(dataset, objective, role: str):
-    """Drops rows the objective cannot use (a word the tokenizer splits, e.g. "SHE"), with a warning.
+def check_usable_rows(dataset, objective, role: str) -> None:
+    """Checks, before anything is trained or evaluated, that the objective can use every row; nothing is dropped.
+
+    Words of several tokens and phrases are fine (see [`Objective`]).
 
     Raises:
-        [`FeatureDataError`]: when no row is left.
+        [`UnrepresentableWordError`]: naming every word the tokenizer cannot represent (e.g. an unknown token).
+        [`ObjectiveError`]: for other unusable rows (e.g. no text before the blank of a causal LM's row).
     """
-    flags = objective.usable(dataset["masked"], dataset["factual"], dataset["alternative"])
-    dropped = len(flags) - sum(flags)
-    if dropped == 0:
-        return dataset
-    if dropped == len(flags):
-        raise FeatureDataError(
-            f"None of the {len(flags)} {role} rows can be used with this tokenizer (every target word is split into "
-            "several tokens or unknown). Choose words that are single tokens for it."
-        )
-    words = sorted({w for w, ok in zip(dataset["factual"], flags) if not ok})[:8]
-    logger.warning(
-        f"Dropped {dropped} of {len(flags)} {role} rows whose word is not a single token for this tokenizer "
-        f"(e.g. {', '.join(map(repr, words))})."
-    )
-    return dataset.select([i for i, ok in enumerate(flags) if ok])
+    objective.check_rows(dataset["masked"], dataset["factual"], dataset["alternative"], what=f"{role} rows")
 
 
 def feature_classes_of(dataset) -> list[str]:
-    """The two feature classes of a dataset, the one labelled +1 first when a `label` column exists."""
+    """The two feature classes of a dataset, the one labelled +1 first when a `label` column exists.
+
+    Identity rows (`factual_class == alternative_class`, label 0: the other classes of a view with `identity=True`)
+    belong to no feature class.
+    """
     classes: dict[str, int] = {}
     has_label = "label" in dataset.column_names
-    labels = dataset["label"] if has_label else [0] * len(dataset)
-    for cls, label in zip(dataset["factual_class"], labels):
-        classes.setdefault(cls, label)
+    labels = dataset["label"] if has_label else [None] * len(dataset)
+    for cls, other, label in zip(dataset["factual_class"], dataset["alternative_class"], labels):
+        if cls == other:
+            continue
+        classes.setdefault(cls, label or 0)
     if len(classes) != 2:
         raise FeatureDataError(
             f"A GRADIEND learns a feature between two classes, but the rows have {len(classes)} factual "
-            f"class(es): {sorted(classes)}. Give rows of both classes (e.g. he→she AND she→he)."
+            f"class(es) with a transition to another class: {sorted(classes)}. Give rows of both classes (e.g. he→she "
+            "AND she→he); for a dataset with more classes, train on a view (`gradiend_hf.data.pair_view`, "
+            "`one_vs_rest_view`, `merged_view`)."
         )
     return sorted(classes, key=lambda c: -classes[c])
 
@@ -130,7 +130,8 @@ class GroupedFeatureDataset(torch.utils.data.Dataset):
     def __init__(self, dataset, group_size: int, seed: int = 0):
         check_feature_rows(dataset)
         by_transition: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-        columns = {c: dataset[c] for c in REQUIRED_COLUMNS}
+        # Plain lists: with datasets>=4 `dataset[c]` is a lazy column whose every `[i]` reads Arrow again.
+        columns = dataset.select_columns(list(REQUIRED_COLUMNS)).to_dict()
         for i in range(len(dataset)):
             row = {c: columns[c][i] for c in REQUIRED_COLUMNS}
             by_transition[(row["factual_class"], row["alternative_class"])].append(row)

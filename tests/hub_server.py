@@ -38,6 +38,7 @@ What is implemented (the paths are the ones `huggingface_hub` 2.x builds, `{type
 * revisions: every commit gets a 40-hex id, revisions resolve by branch, tag, `refs/pr/N` or (abbreviated) commit id;
   `POST`/`DELETE /api/{type}/{repo}/branch/{branch}`, `POST`/`DELETE /api/{type}/{repo}/tag/{rev|tag}`,
   `GET /api/{type}/{repo}/refs`, `GET /api/{type}/{repo}/commits/{rev}`;
+* collections: create, list, get and add an item (`tests/hub_collections.py`);
 * misc: `GET /api/whoami-v2`, `POST /api/validate-yaml`, `GET /api/agent-harnesses`, `/api/telemetry/*`.
 
 Xet storage is *not* implemented: `huggingface_hub` uploads through Xet whenever the `hf_xet` package is installed,
@@ -80,6 +81,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+
+try:  # imported as `tests.hub_server` or, with tests/ on the path, as `hub_server`
+    from .hub_collections import CollectionRoutes
+except ImportError:
+    from hub_collections import CollectionRoutes
 
 
 logger = logging.getLogger(__name__)
@@ -337,6 +344,7 @@ class LocalHub:
         self.tree_page_size = tree_page_size
 
         self.repos: dict[tuple[str, str], Repo] = {}
+        self.collections: dict[str, dict[str, Any]] = {}  # by slug, see tests/hub_collections.py
         self.request_log: list[tuple[str, str, int]] = []
         self.unhandled: list[tuple[str, str]] = []
         self._lock = threading.RLock()
@@ -675,7 +683,7 @@ def _parse_front_matter(content: bytes, *, strict: bool = False) -> dict[str, An
     return data or {}
 
 
-class _HubRequestHandler(BaseHTTPRequestHandler):
+class _HubRequestHandler(CollectionRoutes, BaseHTTPRequestHandler):
     """Routes one HTTP request to the right `LocalHub` operation.
 
     HTTP/1.1 keep-alive matters: `huggingface_hub` reuses pooled connections, so every response carries a
@@ -861,6 +869,10 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
     def _repo(self, repo_type: str, repo_id: str) -> Repo:
         return self.hub.get_repo(repo_type, repo_id, authorized=self._is_authorized())
 
+    @staticmethod
+    def _http_error(status: int, message: str, **body) -> HubError:
+        return HubError(status, message, body=body)
+
     def _unhandled(self, method: str) -> None:
         self.hub.unhandled.append((method, self.path))
         logger.warning("LocalHub: no route for %s %s", method, self.path)
@@ -895,6 +907,8 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
                 return self._send(200, {})
             if rest == ["complete_multipart"] and method == "POST":
                 return self._complete_multipart()
+            if rest[:1] == ["collections"]:
+                return self._route_collections(method, rest[1:])
             if rest and rest[0] in REPO_TYPES:
                 repo_id, action = self._split_repo_id(rest[1:], lambda s: s in _API_ACTIONS)
                 return self._route_repo_api(method, REPO_TYPES[rest[0]], repo_id, action)

@@ -41,7 +41,7 @@ def test_errors():
         make_neutral_dataset("He went home early. She came back later.", ["he", "she"])
     with pytest.raises(NoTextError):
         make_neutral_dataset([], ["he"])
-    with pytest.raises(InvalidWordError, match="not a single word"):
-        make_neutral_dataset(TEXT, ["he is"])
+    with pytest.raises(InvalidWordError, match="neither a word nor a phrase"):
+        make_neutral_dataset(TEXT, ["he's"])
     with pytest.raises(InvalidWordError, match="not the string"):
         make_neutral_dataset(TEXT, "he")

@@ -59,3 +59,11 @@ def test_train_config_has_only_known_keys():
         (ModelArguments, DataArguments, GradiendTrainingArguments), [str(EXAMPLES / "train_config.yaml")], "test"
     )
     assert model_args.params == ["model.layers.2[4-9].*"] and training_args.max_steps == 40
+
+
+def test_pronoun_paradigm_fast(tmp_path):
+    suite = load("pronoun_paradigm").main(["--fast", "--output-dir", str(tmp_path)])
+    assert list(suite.members)[:2] == ["1SG-vs-1PL", "1SG-vs-2"]
+    assert len(suite) == 12 and {"SG-vs-PL", "first-vs-third"} <= set(suite.members)
+    assert suite.transition_matrix.shape == (12, 25)  # every A→B of five classes, identities included
+    assert (tmp_path / "suite.md").exists() and "topk_overlap" in suite.figures

@@ -2,14 +2,20 @@ import pytest
 import torch
 
 from gradiend_hf.objectives import (
-    MultiTokenWordError,
     ObjectiveError,
+    UnrepresentableWordError,
     detect_objective,
     get_objective,
     is_single_token,
 )
 
 from .tiny_models import CAUSAL_FAMILIES, FAMILIES, MASKED_FAMILIES, masked_rows, tiny_model
+
+
+def word_ids_of(batch, row, slot=0):
+    """The target token ids of word `slot` of `row` in a prepared batch."""
+    picked = (batch.target_rows == row) & (batch.target_slots == slot)
+    return batch.target_ids[picked].tolist()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -43,7 +49,7 @@ def test_masked_lm_log_probs_equal_hand_computation(family, side):
         word_ids = tok(" " + factual[i], add_special_tokens=False)["input_ids"]
         if family != "roberta":
             word_ids = tok(factual[i], add_special_tokens=False)["input_ids"]
-        assert batch.factual_ids[i].item() == word_ids[0] and len(word_ids) == 1
+        assert word_ids_of(batch, i) == word_ids and len(word_ids) == 1
 
 
 @pytest.mark.parametrize("family", CAUSAL_FAMILIES)
@@ -64,7 +70,7 @@ def test_causal_lm_next_token_log_probs_equal_hand_computation(family, side):
         torch.testing.assert_close(log_probs[i], expected, rtol=1e-4, atol=1e-5)
         # The target is the word WITH its leading space, as the tokenizer writes it after the prefix.
         word_ids = tok(" " + factual[i], add_special_tokens=False)["input_ids"]
-        assert len(word_ids) == 1 and batch.factual_ids[i].item() == word_ids[0]
+        assert len(word_ids) == 1 and word_ids_of(batch, i) == word_ids
         assert tok.convert_ids_to_tokens(word_ids)[0].startswith("Ġ")
 
 
@@ -73,9 +79,11 @@ def test_causal_lm_reads_the_last_real_prefix_position():
     objective = get_objective(model, tok)
     batch = objective.prepare(["He said that [MASK] came.", "Yes [MASK] did."], ["she", "he"], ["he", "she"], "right")
     lengths = batch.attention_mask.sum(1)
-    assert batch.target_positions.tolist() == (lengths - 1).tolist()
+    # Single-token rows: one sequence (the prefix) and one read per row, shared by the factual and the alternative.
+    assert batch.read_sequences.tolist() == [0, 1]
+    assert batch.read_positions.tolist() == (lengths - 1).tolist()
     batch = objective.prepare(["He said that [MASK] came.", "Yes [MASK] did."], ["she", "he"], ["he", "she"], "left")
-    assert batch.target_positions.tolist() == [batch.input_ids.shape[1] - 1] * 2
+    assert batch.read_positions.tolist() == [batch.input_ids.shape[1] - 1] * 2
 
 
 @pytest.mark.parametrize("family", ["bert", "gpt2"])
@@ -86,10 +94,8 @@ def test_bad_rows_raise_clear_errors(family):
         objective.prepare(["no blank here"], ["he"], ["she"])
     with pytest.raises(ObjectiveError, match="exactly one literal"):
         objective.prepare(["[MASK] and [MASK]"], ["he"], ["she"])
-    with pytest.raises(MultiTokenWordError, match="single tokens"):
-        objective.prepare(["The doctor said that [MASK] came."], ["shedoctor"], ["he"])
     if family == "bert":
-        with pytest.raises(ObjectiveError, match="does not know"):
+        with pytest.raises(UnrepresentableWordError, match="does not know"):
             objective.prepare(["The doctor said that [MASK] came."], ["Ωψ"], ["he"])
     with pytest.raises(ObjectiveError, match="same length"):
         objective.prepare(["The doctor said that [MASK] came."], ["he", "she"], ["he"])

@@ -9,6 +9,7 @@ import sys
 
 COMMANDS = {
     "train": ("gradiend_hf.cli.train", "train a GRADIEND from a YAML/JSON config"),
+    "suite": ("gradiend_hf.cli.suite", "train a family of GRADIENDs (all pairs, one-vs-rest) of a k-class feature"),
     "evaluate": ("gradiend_hf.cli.evaluate", "encoder and decoder evaluation of a trained GRADIEND"),
     "rewrite": ("gradiend_hf.cli.rewrite", "save a base model rewritten by a GRADIEND"),
     "benchmark": ("gradiend_hf.cli.benchmark", "bias benchmarks and LM quality of a model or rewrite"),

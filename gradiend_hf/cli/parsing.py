@@ -137,6 +137,9 @@ def _fields(dataclass_types) -> dict[str, tuple[dataclasses.Field, Any]]:
     fields = {}
     for dataclass_type in dataclass_types:
         hints = typing.get_type_hints(dataclass_type)
+        # `config_types` (a class attribute) widens what a config file may give for a field (e.g. mappings in a
+        # list of members), where argparse needs a plain type for the flag.
+        hints.update(getattr(dataclass_type, "config_types", {}))
         for field in dataclasses.fields(dataclass_type):
             if field.init:
                 fields[field.name] = (field, hints.get(field.name, Any))

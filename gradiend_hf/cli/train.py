@@ -36,13 +36,11 @@ def parse_classes(classes):
     return value
 
 
-def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: GradiendTrainingArguments):
-    """Loads everything a config names, trains, saves; returns `(trainer, gradiend, base, tokenizer, data)`."""
-    # Checkpoints, the base model's config and the data first: a mistake in them should surface before minutes of
-    # model loading.
-    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    if checkpoint is None:
-        check_fresh_output(training_args)
+def load_feature_rows(model_args: ModelArguments, data_args: DataArguments, seed: int):
+    """The objective the base model's config names and the feature rows of the config; returns `(objective, data)`.
+
+    Reads only the base model's config, so a mistake in the data surfaces before minutes of model loading.
+    """
     base_config = load_base_config(model_args.base_model, model_args.revision)
     objective = model_args.objective or objective_of_config(base_config)
     min_left = data_args.min_left_context_words
@@ -55,15 +53,31 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
         min_left_context_words=min_left,
         max_rows_per_class=data_args.max_rows_per_class,
         split_by=data_args.split_by,
-        seed=training_args.seed,
+        seed=seed,
     )
-    base, tokenizer = load_base_model(
+    return objective, data
+
+
+def load_base(model_args: ModelArguments, objective: str):
+    """The base model and tokenizer a config names; returns `(base, tokenizer)`."""
+    return load_base_model(
         model_args.base_model,
         objective=objective,
         revision=model_args.revision,
         dtype=model_args.dtype,
         tokenizer=model_args.tokenizer,
     )
+
+
+def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: GradiendTrainingArguments):
+    """Loads everything a config names, trains, saves; returns `(trainer, gradiend, base, tokenizer, data)`."""
+    # Checkpoints, the base model's config and the data first: a mistake in them should surface before minutes of
+    # model loading.
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if checkpoint is None:
+        check_fresh_output(training_args)
+    objective, data = load_feature_rows(model_args, data_args, training_args.seed)
+    base, tokenizer = load_base(model_args, objective)
     torch.manual_seed(training_args.seed)
     gradiend = GradiendModel.from_base_model(
         base, params=model_args.params, latent_dim=model_args.latent_dim, base_model_revision=model_args.revision

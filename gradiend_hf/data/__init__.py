@@ -20,6 +20,7 @@ from .errors import (
     EmptyClassError,
     FeatureDataError,
     InvalidClassesError,
+    InvalidPairingError,
     InvalidRowError,
     InvalidViewError,
     InvalidWordError,
@@ -36,6 +37,7 @@ from .errors import (
 from .evaluation_only import EvaluationOnlyDataError
 from .feature_dataset import make_feature_dataset
 from .neutral import ENGLISH_PERSONAL_PRONOUNS, make_neutral_dataset
+from .pairing import WordPairing
 from .schema import (
     FEATURE_COLUMNS,
     MASK,
@@ -70,6 +72,7 @@ __all__ = [
     "FeatureClasses",
     "FeatureDataError",
     "InvalidClassesError",
+    "InvalidPairingError",
     "InvalidRowError",
     "InvalidViewError",
     "InvalidWordError",
@@ -82,6 +85,7 @@ __all__ = [
     "OverlappingClassesError",
     "UnknownBuiltinError",
     "UnknownClassError",
+    "WordPairing",
     "all_pair_views",
     "apply_view",
     "builtin_info",

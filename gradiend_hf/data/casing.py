@@ -29,7 +29,9 @@ def match_casing(template: str, word: str) -> str:
     """Write `word` in the casing of `template`, so that an alternative word fits where the factual one stood.
 
     `he` -> `she`, `He` -> `She`, `HE` -> `SHE`. A single upper-case letter (`I`, `A`) counts as capitalised, not as
-    upper case, because that is almost always what it is. Any other mix of cases gives the lower-case word.
+    upper case, because that is almost always what it is. Any other mix of cases gives the lower-case word. For
+    phrases, a template with every word capitalised capitalises every word (`Black` -> `African American`, `New York`
+    -> `Los Angeles`); one with only its first word capitalised, only the first (`African american` -> `White`).
 
     Args:
         template (`str`): The word as it occurs in the text (the factual word).
@@ -41,6 +43,8 @@ def match_casing(template: str, word: str) -> str:
     if _is_all_caps(template):
         return word.upper()
     if template[:1].isupper():
+        if all(part[:1].isupper() for part in template.split()):
+            return " ".join(part[:1].upper() + part[1:].lower() for part in word.split(" "))
         return word[:1].upper() + word[1:].lower()
     return word.lower()
 

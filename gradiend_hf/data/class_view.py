@@ -120,6 +120,21 @@ class ClassView:
         """A short name for files and reports: `"1SG-vs-3SG"`, `"1SG-vs-rest"`, `"SG-vs-PL"`."""
         return f"{self.positive}-vs-rest" if self.kind == "one_vs_rest" else f"{self.positive}-vs-{self.negative}"
 
+    @property
+    def summary(self) -> str:
+        """The view in words: `"1SG vs 3SG"`, `"1SG vs rest (1PL, 2)"`, `"SG (1SG, 3SG) vs PL (1PL, 3PL)"`."""
+
+        def side(name: str, members: tuple[str, ...]) -> str:
+            return name if members == (name,) else f"{name} ({', '.join(members) or 'every other class'})"
+
+        if self.kind == "one_vs_rest":
+            text = f"{self.positive} vs rest ({', '.join(self.negative_classes) or 'every other class'})"
+        else:
+            text = f"{side(self.positive, self.positive_classes)} vs {side(self.negative, self.negative_classes)}"
+        if self.pairs is not None:
+            text += f", transitions {', '.join(f'{a}↔{b}' for a, b in self.pairs)}"
+        return text + (", with identity rows of the other classes" if self.identity else "")
+
     def group_of(self, class_name: str) -> str | None:
         """The view class (`positive` or `negative`) a dataset class belongs to, or `None` for the others."""
         if class_name in self.positive_classes:

@@ -1,4 +1,4 @@
-"""The classes of a feature (class name -> words): validation, word lookup and their description."""
+"""The classes of a feature (class name -> words or phrases): validation, word lookup and their description."""
 
 from __future__ import annotations
 
@@ -6,40 +6,50 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import ClassCountError, InvalidWordError, OverlappingClassesError
+from .phrases import phrase_words
 from .text import is_single_word
 
 
+def normalize_phrase(word: object, *, what: str) -> str:
+    """A class target as stored: one word, or a phrase of words separated by single spaces, lower-cased.
+
+    Raises:
+        `InvalidWordError`: If `word` is not a string of words separated by spaces (e.g. `"he's"`, `"New-York"`).
+    """
+    parts = word.split() if isinstance(word, str) else []
+    if not parts or not all(is_single_word(part) for part in parts):
+        raise InvalidWordError(
+            f"{what} has {word!r}, which is neither a word nor a phrase. A word is one run of letters and digits "
+            "without hyphens or apostrophes (e.g. 'he', not 'he's'); a phrase is words separated by spaces (e.g. "
+            "'New York'). Split or drop it."
+        )
+    return " ".join(phrase_words(word))
+
+
 def normalize_words(words: Iterable[str], *, what: str) -> tuple[str, ...]:
-    """Validate a list of single words and return them lower-cased, without duplicates, in input order.
+    """Validate a list of words or phrases and return them lower-cased, without duplicates, in input order.
 
     Args:
-        words (iterable of `str`): The words.
+        words (iterable of `str`): The words (`"he"`) or phrases (`"African American"`).
         what (`str`): How to name the list in an error message (e.g. `"class 'M'"`).
 
     Raises:
-        `InvalidWordError`: If `words` is a plain string or an item is not exactly one word.
+        `InvalidWordError`: If `words` is a plain string or an item is neither a word nor a phrase.
     """
     if isinstance(words, str):
         raise InvalidWordError(
             f"The words of {what} must be a list of words, not the string {words!r}; write [{words!r}]."
         )
-    result: dict[str, None] = {}
-    for word in words:
-        if not is_single_word(word):
-            raise InvalidWordError(
-                f"{what} has {word!r}, which is not a single word. A word is one run of letters and digits without "
-                "spaces, hyphens or apostrophes (e.g. 'he', not 'he is' or 'he's'); split or drop it."
-            )
-        result[word.lower()] = None
-    return tuple(result)
+    return tuple(dict.fromkeys(normalize_phrase(word, what=what) for word in words))
 
 
 @dataclass(frozen=True)
 class FeatureClasses:
     """The classes of a feature (two or more), each a name and its words, in a fixed order.
 
-    Build it with `FeatureClasses.from_mapping({"M": ["he"], "F": ["she"]})`. Words are stored lower-cased because
-    matching is case-insensitive. With two classes the first one is labelled +1 and the second one -1; a feature
+    Build it with `FeatureClasses.from_mapping({"M": ["he"], "F": ["she"]})`. A word may be a phrase
+    (`"African American"`), matched as a whole phrase. Words are stored lower-cased because matching is
+    case-insensitive. With two classes the first one is labelled +1 and the second one -1; a feature
     with more classes has no label of its own (a pair or one-vs-rest view of it has, see `gradiend_hf.data.views`).
     """
 
@@ -48,7 +58,7 @@ class FeatureClasses:
 
     @classmethod
     def from_mapping(cls, classes: Mapping[str, Sequence[str]]) -> FeatureClasses:
-        """Validate `classes` (at least two classes, each a non-empty list of single words, no word in two classes).
+        """Validate `classes` (at least two classes, each a non-empty list of words or phrases, none in two classes).
 
         Raises:
             `ClassCountError`, `InvalidWordError`, `OverlappingClassesError`: With a message naming the fix.

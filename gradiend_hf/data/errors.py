@@ -32,7 +32,12 @@ class ClassCountError(InvalidClassesError):
 
 
 class InvalidWordError(InvalidClassesError):
-    """A class word (or an excluded word) is empty, not a string, or not a single word."""
+    """A class word (or an excluded word) is empty, not a string, or neither a word nor a phrase of words."""
+
+
+class InvalidPairingError(InvalidClassesError):
+    """Paired word forms cannot give each word its counterpart: lists of different lengths, a word without a
+    counterpart, a pair naming a word of no class, or words paired many-to-many."""
 
 
 class OverlappingClassesError(InvalidClassesError):

@@ -11,9 +11,10 @@ from datasets import DatasetDict, DatasetInfo
 
 from .casing import always_capitalised_words, recase, starts_capitalised
 from .classes import FeatureClasses
-from .errors import EmptyClassError, FeatureDataError, NoMatchError, NoTextError
+from .errors import EmptyClassError, FeatureDataError, InvalidPairingError, NoMatchError, NoTextError
 from .evaluation_only import refuse_evaluation_only
 from .masking import MASK, ClassScan, WordMatch, scan_sentences
+from .pairing import WordPairing
 from .schema import feature_dataset_features, multiclass_dataset_features, rows_to_dataset
 from .splits import SPLITS, normalize_split_ratios, split_rows, split_words
 from .text import split_sentences
@@ -33,19 +34,23 @@ def make_feature_dataset(
     max_words: int = 64,
     language: str = "en",
     capitalised_words: Sequence[str] | None = None,
+    paired: bool = False,
+    pairs: Sequence[Sequence[str] | Mapping[str, str]] | None = None,
 ) -> DatasetDict:
     """Build a GRADIEND feature dataset from raw text: one masked class word per row, with its alternative(s).
 
     The text is split into sentences (`split_sentences`, identical sentences kept once). A word matches a class
     when it equals one of the class words, as a whole word and ignoring case ("he" matches "He" and "HE", not
-    "then" or "shed"). Masking policy (see `choose_occurrence`): a sentence gives at most one row; a sentence
+    "then" or "shed"); a class word may be a phrase ("African American"), matched as a whole phrase. Masking policy (see `choose_occurrence`): a sentence gives at most one row; a sentence
     with words of two classes gives none, so the masked text never shows a word of another class; otherwise
     the first occurrence with at least `min_left_context_words` words before it becomes `[MASK]`, and other
     words of the same class stay. So no sentence is in two rows, let alone in two splits.
 
     The alternative word of a row for another class is drawn (seeded) from that class with probability
     proportional to how often each of its words occurs in the text, and is cased for the blank (`He` -> `She`,
-    `HE` -> `SHE`; with English `I`, `and I went` -> `and we went`, `We went` -> `I went`, see `recase`).
+    `HE` -> `SHE`; with English `I`, `and I went` -> `and we went`, `We went` -> `I went`, see `recase`). With
+    paired word forms (`paired=True` or `pairs=`, see `gradiend_hf.data.pairing`) it is the word's counterpart
+    instead (`his` -> `her`), drawn by the same frequencies only among several counterparts (`her` -> `him` or `his`).
 
     With **two classes** every row is labelled +1 if its factual word belongs to the first class of `classes` and -1
     if it belongs to the second one, and has one `alternative` (of the other class). With **three or more classes**
@@ -58,7 +63,8 @@ def make_feature_dataset(
             paragraphs; single line breaks are wrapped lines.
         classes (`Mapping[str, Sequence[str]]`): Two or more classes, name -> words, e.g.
             `{"M": ["he"], "F": ["she"]}` or `{"1SG": ["i"], "1PL": ["we"], "3SG": ["he", "she", "it"]}`. Words are
-            single words (letters and digits) and no word may belong to two classes.
+            words (letters and digits) or phrases of words separated by spaces (`"New York"`), and no word may belong
+            to two classes.
         min_left_context_words (`int`, *optional*, defaults to 0): Fewest words before the masked word. Decoder-only
             (causal) models see only the text left of `[MASK]`; use 10 for them (as the built-in datasets do).
         max_rows_per_class (`int`, *optional*): Keep at most this many rows per class (a seeded random sample).
@@ -78,6 +84,11 @@ def make_feature_dataset(
             are capitalised in every position (English: `I`).
         capitalised_words (sequence of `str`, *optional*): Words capitalised in every position, instead of the
             language's (e.g. German nouns of a feature); `[]` treats every word by its written casing only.
+        paired (`bool`, *optional*, defaults to `False`): The class lists are aligned word forms: position i of each
+            list is one form (`{"M": ["he", "him", "his"], "F": ["she", "her", "her"]}`), and each word's
+            alternative is its counterpart. A word may be repeated to pair several words with it.
+        pairs (sequence, *optional*): An explicit table of word forms instead, each entry one word per class in class
+            order (`("his", "her")`) or a mapping (`{"M": "his", "F": "her"}`); every class word must be in it.
 
     Returns:
         `datasets.DatasetDict`: Splits `train`, `validation` and `test`. Two classes: the string columns `text`,
@@ -88,7 +99,9 @@ def make_feature_dataset(
 
     Raises:
         `ClassCountError`, `InvalidWordError`, `OverlappingClassesError`: If `classes` is not two or more classes of
-            distinct single words.
+            distinct words or phrases.
+        `InvalidPairingError`: If the paired forms do not give every word a counterpart (lists of different
+            lengths, a word without a pair, words paired many-to-many).
         `NoTextError`: If the text holds no sentence.
         `NoMatchError`: If no word of a class occurs in the text.
         `EmptyClassError`: If every sentence with a word of a class was dropped (words of two classes, or too
@@ -108,6 +121,7 @@ def make_feature_dataset(
     if max_rows_per_class is not None and max_rows_per_class < 1:
         raise FeatureDataError(f"max_rows_per_class must be None or >= 1, got {max_rows_per_class}.")
     capitalised = always_capitalised_words(language, capitalised_words)
+    pairing = _pairing(classes, feature_classes, paired, pairs)
 
     sentences = split_sentences(
         texts, language=language, min_words=min_words, max_words=max_words, segment=segment, deduplicate=True
@@ -129,7 +143,7 @@ def make_feature_dataset(
         if max_rows_per_class is not None and len(class_candidates) > max_rows_per_class:
             keep = sorted(sample_rng.sample(range(len(class_candidates)), max_rows_per_class))
             class_candidates = [class_candidates[i] for i in keep]
-        rows = _rows(class_candidates, index, feature_classes, scan.frequencies, alternative_rng, capitalised)
+        rows = _rows(class_candidates, index, feature_classes, scan.frequencies, alternative_rng, capitalised, pairing)
         ids = range(len(rows))
         if split_by == "word":
             by_split = split_words(ids, [row["factual"].lower() for row in rows], ratios, split_rng, class_name=name)
@@ -145,6 +159,7 @@ def make_feature_dataset(
         description=(
             f"GRADIEND feature dataset. Classes: {feature_classes.describe()}. Each row masks one class word "
             f"as {MASK}; min_left_context_words={min_left_context_words}, split_by={split_by!r}, seed={seed}."
+            + (f" Paired word forms: {[list(form) for form in pairing.forms]}." if pairing is not None else "")
         ),
     )
     result = DatasetDict()
@@ -152,6 +167,17 @@ def make_feature_dataset(
         order_rng.shuffle(splits[split])
         result[split] = rows_to_dataset(splits[split], features, info, split)
     return result
+
+
+def _pairing(classes, feature_classes: FeatureClasses, paired: bool, pairs) -> WordPairing | None:
+    """The checked word pairing of `paired=True` or `pairs=`, or `None`."""
+    if paired and pairs is not None:
+        raise InvalidPairingError("Give either paired=True (aligned class lists) or a `pairs` table, not both.")
+    if not paired and pairs is None:
+        return None
+    pairing = WordPairing.aligned(classes) if paired else WordPairing.from_pairs(pairs, feature_classes.names)
+    pairing.check(feature_classes)
+    return pairing
 
 
 def _check_every_class_has_rows(
@@ -183,11 +209,13 @@ def _rows(
     frequencies: list[Counter[str]],
     rng: random.Random,
     capitalised: frozenset[str],
+    pairing: WordPairing | None = None,
 ) -> list[dict[str, Any]]:
     """Turn the chosen occurrences of one class into rows, drawing one alternative per other class.
 
     The draws go class by class in class order, one per row and other class, so two-class data uses the random
-    stream exactly as it always has (one draw per row) and keeps its alternatives for the same seed.
+    stream exactly as it always has (one draw per row) and keeps its alternatives for the same seed. With a pairing
+    the alternative is the word's counterpart, drawn (by frequency) only among several.
     """
     names = feature_classes.names
     vocabularies = [(sorted(counts), [counts[word] for word in sorted(counts)]) for counts in frequencies]
@@ -199,7 +227,10 @@ def _rows(
             if other == class_index:
                 alternatives[names[other]] = match.surface
                 continue
-            word = rng.choices(words, weights=weights)[0]
+            if pairing is None:
+                word = rng.choices(words, weights=weights)[0]
+            else:
+                word = _counterpart(pairing.counterparts(match.surface, class_index, other), frequencies[other], rng)
             alternatives[names[other]] = recase(
                 match.surface, word, capitalised_position=capitalised_position, always_capitalised=capitalised
             )
@@ -216,3 +247,11 @@ def _rows(
             row |= {"factual_class": names[class_index], "alternatives": alternatives}
         rows.append(row | {"left_context_words": match.left_context_words})
     return rows
+
+
+def _counterpart(candidates: tuple[str, ...], frequencies: Counter[str], rng: random.Random) -> str:
+    """The one counterpart, or one of several drawn with the weights of their frequencies in the text."""
+    if len(candidates) == 1:
+        return candidates[0]
+    weights = [frequencies[word] for word in candidates]
+    return rng.choices(candidates, weights=weights if any(weights) else None)[0]

@@ -7,16 +7,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .classes import FeatureClasses
+from .phrases import PhraseMatcher
 from .schema import MASK
-from .text import iter_words
 
 
 @dataclass(frozen=True)
 class WordMatch:
-    """One occurrence of a class word in a sentence.
+    """One occurrence of a class word (or phrase) in a sentence.
 
     Attributes:
-        surface (`str`): The word as written in the sentence (its casing is kept).
+        surface (`str`): The word or phrase as written in the sentence (its casing is kept).
         class_index (`int`): Index of its class in the feature's class order.
         start (`int`), end (`int`): Character span of the word in the sentence.
         left_context_words (`int`): Number of words before it in the sentence.
@@ -33,14 +33,13 @@ class WordMatch:
         return sentence[: self.start] + MASK + sentence[self.end :]
 
 
-def find_class_words(sentence: str, word_to_class: Mapping[str, int]) -> list[WordMatch]:
-    """All whole-word, case-insensitive occurrences of class words in `sentence`, in reading order."""
-    matches = []
-    for position, match in enumerate(iter_words(sentence)):
-        class_index = word_to_class.get(match.group().lower())
-        if class_index is not None:
-            matches.append(WordMatch(match.group(), class_index, match.start(), match.end(), position))
-    return matches
+def find_class_words(sentence: str, word_to_class: Mapping[str, int] | PhraseMatcher[int]) -> list[WordMatch]:
+    """All whole-word (whole-phrase), case-insensitive occurrences of class words in `sentence`, in reading order;
+    at each position the longest class phrase that starts there (see `gradiend_hf.data.phrases`)."""
+    matcher = word_to_class if isinstance(word_to_class, PhraseMatcher) else PhraseMatcher(word_to_class)
+    return [
+        WordMatch(sentence[m.start : m.end], m.value, m.start, m.end, m.word_index) for m in matcher.finditer(sentence)
+    ]
 
 
 def choose_occurrence(sentence: str, matches: list[WordMatch], min_left_context_words: int = 0) -> WordMatch | None:
@@ -113,9 +112,9 @@ def scan_sentences(
         sentences_with=[0] * num_classes,
         mixed_sentences=[0] * num_classes,
     )
-    word_to_class = feature_classes.word_to_class
+    matcher = PhraseMatcher(feature_classes.word_to_class)
     for sentence in sentences:
-        matches = find_class_words(sentence, word_to_class)
+        matches = find_class_words(sentence, matcher)
         for match in matches:
             scan.frequencies[match.class_index][match.surface.lower()] += 1
         present = {match.class_index for match in matches}

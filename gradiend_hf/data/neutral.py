@@ -10,8 +10,9 @@ from datasets import Dataset, DatasetInfo
 from .classes import normalize_words
 from .errors import FeatureDataError, NoTextError
 from .masking import MASK
+from .phrases import PhraseMatcher
 from .schema import neutral_dataset_features, rows_to_dataset
-from .text import iter_words, split_sentences
+from .text import split_sentences
 
 
 ENGLISH_PERSONAL_PRONOUNS = (
@@ -39,14 +40,14 @@ def make_neutral_dataset(
 ) -> Dataset:
     """Build a neutral dataset: sentences of `texts` that contain none of `exclude_words`.
 
-    Sentences are split and cleaned like in `make_feature_dataset` and kept once each. A sentence is dropped if any
-    of its words equals an excluded word (whole word, ignoring case: excluding "he" drops "He left." but keeps
+    Sentences are split and cleaned like in `make_feature_dataset` and kept once each. A sentence is dropped if it
+    contains an excluded word or phrase (whole word, ignoring case: excluding "he" drops "He left." but keeps
     "Then the shed burnt."), and if it contains the literal `[MASK]`.
 
     Args:
         texts (`str` or iterable of `str`): Raw prose (a single string is one text).
-        exclude_words (iterable of `str`): Single words that must not occur, typically every word of the feature's
-            classes (or `ENGLISH_PERSONAL_PRONOUNS`). May be empty.
+        exclude_words (iterable of `str`): Words (or phrases) that must not occur, typically every word of the
+            feature's classes (or `ENGLISH_PERSONAL_PRONOUNS`). May be empty.
         max_rows (`int`, *optional*): Keep at most this many sentences (a seeded random sample).
         seed (`int`, *optional*, defaults to 0): Seed of the sample and of the row order.
         segment (`bool`, *optional*, defaults to `True`): Split texts into sentences.
@@ -58,19 +59,18 @@ def make_neutral_dataset(
         `datasets.Dataset`: One `text` column of sentences, in a seeded random order.
 
     Raises:
-        `InvalidWordError`: If an excluded word is not a single word.
+        `InvalidWordError`: If an excluded word is neither a word nor a phrase.
         `NoTextError`: If no sentence is left.
     """
-    excluded = set(normalize_words(exclude_words, what="exclude_words"))
+    names = normalize_words(exclude_words, what="exclude_words")
+    excluded = PhraseMatcher(dict.fromkeys(names, True))
     if max_rows is not None and max_rows < 1:
         raise FeatureDataError(f"max_rows must be None or >= 1, got {max_rows}.")
     sentences = split_sentences(
         texts, language=language, min_words=min_words, max_words=max_words, segment=segment, deduplicate=True
     )
     kept = [
-        sentence
-        for sentence in sentences
-        if MASK not in sentence and not any(match.group().lower() in excluded for match in iter_words(sentence))
+        sentence for sentence in sentences if MASK not in sentence and next(excluded.finditer(sentence), None) is None
     ]
     if not kept:
         raise NoTextError(
@@ -83,6 +83,6 @@ def make_neutral_dataset(
     else:
         rng.shuffle(kept)
     features = neutral_dataset_features()
-    words = ", ".join(sorted(excluded)) or "(none)"
+    words = ", ".join(sorted(names)) or "(none)"
     info = DatasetInfo(features=features, description=f"Neutral sentences without the words: {words}.")
     return rows_to_dataset([{"text": sentence} for sentence in kept], features, info)

@@ -24,7 +24,7 @@ from .feature_factor import feature_classes_and_positive, feature_factor_for
 from .lms import LanguageModelingScorer
 from .metrics import EvaluationError, balance_score
 from .probabilities import ClassProbabilityScorer
-from .rows import class_words, neutral_texts, resolve_split, sample_by_class, sample_texts
+from .rows import check_usable, class_words, neutral_texts, resolve_split, sample_by_class, sample_texts
 from .runtime import eval_mode, model_device
 from .selection import resolve_policy
 
@@ -191,10 +191,7 @@ def evaluate_decoder(
     objective = get_objective(base_model, tokenizer)
     device = model_device(base_model)
     rows = sample_by_class(resolve_split(dataset, split), classes, max_rows, seed)
-    usable = objective.usable(
-        [r["masked"] for r in rows], [r["factual"] for r in rows], [r["alternative"] for r in rows]
-    )
-    rows = [row for row, ok in zip(rows, usable) if ok]
+    check_usable(objective, rows)
     row_classes = [row["factual_class"] for row in rows]
     missing = [name for name in classes if name not in row_classes]
     if missing:

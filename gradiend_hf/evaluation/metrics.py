@@ -100,7 +100,10 @@ def encoder_metrics(rows: pd.DataFrame) -> dict:
     if len(rows) == 0:
         raise EvaluationError("There are no encoded rows; the evaluation split (and neutral data) is empty.")
     neutral = is_neutral(rows["type"])
-    training = rows[~neutral]
+    # The GRADIEND's own transitions: "training" rows (with any identity rows typed so). Rows of other transitions
+    # ("identity", "transition") are reported per transition but never enter the pair correlation.
+    training = rows[rows["type"] == "training"]
+    other = rows[~neutral & (rows["type"] != "training")]
     if len(training) == 0:
         raise EvaluationError(
             "All encoded rows are neutral; the correlation needs rows of the two feature classes. Check the split "
@@ -145,12 +148,34 @@ def encoder_metrics(rows: pd.DataFrame) -> dict:
                 str(name): {str(word): _stats(g["encoding"]) for word, g in group.groupby("factual", sort=True)}
                 for name, group in training.groupby("factual_class", sort=True)
             }
+    if len(other) and {"factual_class", "alternative_class"} <= set(rows.columns):
+        metrics["encoding_by_transition"] = transition_stats(pd.concat([training, other]))
+        metrics["mean_by_transition"] = {t: s["mean"] for t, s in metrics["encoding_by_transition"].items()}
     metrics["encoding_by_type"] = {str(t): _stats(g["encoding"]) for t, g in rows.groupby("type", sort=True)}
     metrics["neutral_mean"] = {
         str(t): float(g["encoding"].mean()) for t, g in rows[neutral].groupby("type", sort=True)
     }
     metrics["num_rows"] = {str(t): int(len(g)) for t, g in rows.groupby("type", sort=True)}
     return metrics
+
+
+def transition_stats(rows: pd.DataFrame) -> dict[str, dict]:
+    """Encoding statistics per transition `"A→B"` (identity `"C→C"` too), with the expected value where it is one.
+
+    Args:
+        rows (`pd.DataFrame`): Encoded rows with `factual_class`, `alternative_class`, `expected` and `encoding`.
+
+    Returns:
+        `dict`: `"A→B"` → `mean`, `std`, `abs_mean`, `min`, `max`, `count` and `expected` (when all rows agree).
+    """
+    out = {}
+    for (factual, alternative), group in rows.groupby(["factual_class", "alternative_class"], sort=True):
+        stats = _stats(group["encoding"])
+        expected = group["expected"].unique()
+        if len(expected) == 1:
+            stats["expected"] = int(expected[0])
+        out[f"{factual}→{alternative}"] = stats
+    return out
 
 
 # --------------------------------------------------------------------------- decoder metrics

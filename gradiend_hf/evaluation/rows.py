@@ -47,18 +47,43 @@ def class_words(dataset, classes: Sequence[str]) -> dict[str, list[str]]:
     return data_class_words(dataset, classes, error=EvaluationError)
 
 
+def check_usable(objective: Objective, rows: Sequence[dict]) -> None:
+    """Checks that the objective can use every evaluation row (nothing is dropped; see [`Objective.check_rows`])."""
+    objective.check_rows(
+        [r["masked"] for r in rows], [r["factual"] for r in rows], [r["alternative"] for r in rows], "evaluation rows"
+    )
+
+
 def sample_by_class(rows, classes: Sequence[str], max_rows: int | None, seed: int) -> list[dict]:
     """Rows whose factual class is in `classes`, at most `max_rows` per class (a seeded random sample).
 
     Rows of other classes are dropped; rows of a class keep their dataset order.
     """
-    by_class: dict[str, list[int]] = {name: [] for name in classes}
-    for index, name in enumerate(rows["factual_class"]):
-        if name in by_class:
-            by_class[name].append(index)
+    wanted = set(classes)
+    groups = [(name,) if name in wanted else None for name in rows["factual_class"]]
+    return _sample_groups(rows, groups, max_rows, seed, order=[(name,) for name in classes])
+
+
+def sample_by_transition(rows, max_rows: int | None, seed: int) -> list[dict]:
+    """At most `max_rows` rows of each transition (`factual_class`, `alternative_class`), a seeded random sample.
+
+    Used for evaluations over every transition of a feature with more classes, so each transition is measured on
+    as many rows as the others (a per-class sample would spread them thin over the transitions)."""
+    return _sample_groups(rows, list(zip(rows["factual_class"], rows["alternative_class"])), max_rows, seed)
+
+
+def _sample_groups(
+    rows, groups: Sequence[tuple | None], max_rows: int | None, seed: int, order: Sequence[tuple] = ()
+) -> list[dict]:
+    """The rows of every group (`None`: dropped), at most `max_rows` per group, in dataset order. Groups are sampled
+    in `order` first (then in order of appearance), which fixes what a seed draws."""
+    by_group: dict[tuple, list[int]] = {group: [] for group in order}
+    for index, group in enumerate(groups):
+        if group is not None:
+            by_group.setdefault(group, []).append(index)
     rng = random.Random(seed)
     keep = []
-    for indices in by_class.values():
+    for indices in by_group.values():
         if max_rows is not None and len(indices) > max_rows:
             indices = sorted(rng.sample(indices, max_rows))
         keep.extend(indices)
@@ -98,7 +123,8 @@ def blank_random_word(
     """Blanks out one random word of each text, for neutral rows.
 
     A word qualifies when it is not one of `excluded_words` (case-insensitive), the objective reads it as a single
-    token, and, for causal LMs, at least one word precedes it (the model needs left context to predict it).
+    token (the cheapest neutral target; feature words may be several tokens), and, for causal LMs, at least one word
+    precedes it (the model needs left context to predict it).
 
     Args:
         texts (`Iterable[str]`): Sentences without `[MASK]`.
@@ -123,9 +149,10 @@ def blank_random_word(
         for match in spans[:max_tries]:
             masked = text[: match.start()] + MASK + text[match.end() :]
             try:
-                objective.prepare([masked], [match.group()])
+                if len(objective.word_tokens([masked], [match.group()])[0]) != 1:
+                    continue  # split into several tokens: try another word
             except ObjectiveError:
-                continue  # split into several tokens, unknown or merged with its neighbours: try another word
+                continue  # unknown or merged with its neighbours: try another word
             out.append((index, masked, match.group()))
             break
     return out

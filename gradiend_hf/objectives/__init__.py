@@ -1,7 +1,8 @@
 """Objectives: how a masked row becomes model inputs and a score, per model family. The only place (with
 `gradiend_hf.params`) that knows model families; every other module asks an [`Objective`] for what it needs."""
 
-from .base import IGNORE_INDEX, MASK, MultiTokenWordError, Objective, ObjectiveBatch, ObjectiveError, split_masked
+from .base import IGNORE_INDEX, MASK, Objective, split_masked
+from .batch import ObjectiveBatch
 from .causal_lm import CausalLMObjective
 from .masked_lm import MaskedLMObjective
 from .registry import (
@@ -14,6 +15,7 @@ from .registry import (
     objective_class,
     objective_of_config,
 )
+from .words import ObjectiveError, UnrepresentableWordError
 
 
 __all__ = [
@@ -23,10 +25,10 @@ __all__ = [
     "OBJECTIVE_CLASSES",
     "CausalLMObjective",
     "MaskedLMObjective",
-    "MultiTokenWordError",
     "Objective",
     "ObjectiveBatch",
     "ObjectiveError",
+    "UnrepresentableWordError",
     "detect_objective",
     "get_objective",
     "is_single_token",

@@ -1,8 +1,14 @@
-"""The objective interface: how a masked row becomes model inputs, a target position and target token ids, and how
-the base model is scored on them. The model families implement it in their own modules (`masked_lm.py`,
+"""The objective interface: how masked rows become the sequences a base model reads and the target tokens of their
+words, and how the model is scored on them. The model families implement it in their own modules (`masked_lm.py`,
 `causal_lm.py`); everything else in gradiend-hf asks an objective, never "is this BERT or Llama".
 
-A row is `masked` text with one literal `[MASK]`, a `factual` word and an `alternative` word.
+A row is `masked` text with one literal `[MASK]` and its words: the `factual` and the `alternative` word of a
+training row, or any number of words to score. A word (or phrase) may be several tokens:
+
+- the **loss** of a word is the **sum** of the cross-entropies of its tokens, for every word alike, so it is the
+  negative log-probability of the whole word (see each family's module for that probability);
+- a row's words go into as few sequences as they need (see [`ObjectiveBatch`]), and all sequences of a batch into
+  ONE forward pass.
 """
 
 from __future__ import annotations
@@ -10,73 +16,18 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 import transformers
 from torch import nn
 
 from ..data.schema import MASK
-from ..errors import GradiendError
+from .batch import BatchBuilder, ObjectiveBatch
+from .words import ObjectiveError, UnrepresentableWordError, word_span
 
 
 IGNORE_INDEX = -100
 """Target id of the positions a loss or score skips (as in transformers)."""
-
-
-class ObjectiveError(GradiendError):
-    """Raised when a row cannot be turned into model inputs (no blank, empty prefix, multi-token word, …)."""
-
-
-class MultiTokenWordError(ObjectiveError):
-    """Raised when a target word is split by the tokenizer into several tokens."""
-
-
-@dataclass
-class ObjectiveBatch:
-    """Tokenized rows, ready for the base model.
-
-    Args:
-        input_ids (`torch.LongTensor` of shape `(batch, length)`): Token ids, padded.
-        attention_mask (`torch.LongTensor` of shape `(batch, length)`): 1 for real tokens.
-        target_positions (`torch.LongTensor` of shape `(batch,)`): Position whose logits predict the word.
-        factual_ids (`torch.LongTensor` of shape `(batch,)`): Token id of each factual word.
-        alternative_ids (`torch.LongTensor` of shape `(batch,)`): Token id of each alternative word.
-        position_ids (`torch.LongTensor`, *optional*): Explicit positions (causal LMs, so padding side is irrelevant).
-    """
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    target_positions: torch.Tensor
-    factual_ids: torch.Tensor
-    alternative_ids: torch.Tensor
-    position_ids: torch.Tensor | None = None
-    extra: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return self.input_ids.shape[0]
-
-    def to(self, device: torch.device | str) -> ObjectiveBatch:
-        moved = {
-            name: (value.to(device) if isinstance(value, torch.Tensor) else value)
-            for name, value in self.__dict__.items()
-        }
-        return ObjectiveBatch(**moved)
-
-    def select(self, index: int | slice | torch.Tensor) -> ObjectiveBatch:
-        """Rows `index` of the batch (padding kept)."""
-        if isinstance(index, int):
-            index = slice(index, index + 1)
-        picked = {
-            name: (value[index] if isinstance(value, torch.Tensor) else value) for name, value in self.__dict__.items()
-        }
-        return ObjectiveBatch(**picked)
-
-    def model_inputs(self) -> dict[str, torch.Tensor]:
-        inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
-        if self.position_ids is not None:
-            inputs["position_ids"] = self.position_ids
-        return inputs
 
 
 def split_masked(text: str) -> tuple[str, str]:
@@ -85,21 +36,26 @@ def split_masked(text: str) -> tuple[str, str]:
     Raises:
         ObjectiveError: when the text has no `[MASK]` or several.
     """
-    count = text.count(MASK)
+    count = text.count(MASK) if isinstance(text, str) else 0
     if count != 1:
         raise ObjectiveError(
-            f"Each row needs exactly one literal {MASK}, found {count} in {text[:80]!r}. Build rows with "
+            f"Each row needs exactly one literal {MASK}, found {count} in {str(text)[:80]!r}. Build rows with "
             "`gradiend_hf.data.make_feature_dataset`, which masks one word per row."
         )
     prefix, suffix = text.split(MASK)
     return prefix, suffix
 
 
+# One located word of a row: the token ids of the filled-in text, the word's tokens `first … stop - 1`, the word.
+Located = tuple[list[int], int, int, str]
+
+
 class Objective:
     """Turns masked rows into an [`ObjectiveBatch`] and scores the base model on it.
 
-    A subclass is one model family. Besides the tokenization of rows (`_rows`) and the language-modelling score
-    (`lms_example`, `score_lms`) it declares what the rest of gradiend-hf needs to know about the family:
+    A subclass is one model family. Besides how a row's words become sequences and targets (`_add_row`) and the
+    language-modelling score (`lms_example`, `score_lms`) it declares what the rest of gradiend-hf needs to know about
+    the family:
 
     Attributes:
         name (`str`): What a GRADIEND's config records (`"masked_lm"`, `"causal_lm"`).
@@ -111,7 +67,8 @@ class Objective:
         default_left_context_words (`int`): Words before the blank to ask of feature data built for this family.
         min_left_context_words (`int`): Words a blank needs before it at the very least (e.g. neutral rows).
         class_tokens_per_row (`bool`): Whether the tokens that spell a class's word at the blank depend on the row
-            (a causal LM reads the word's first token after each row's prefix) or are the same for every row.
+            (a causal LM reads the word after each row's prefix) or the single-token spellings are the same for every
+            row (a masked LM's surface variants).
         description (`str`), lms_description (`str`): How model cards describe the objective and its LMS.
     """
 
@@ -142,76 +99,42 @@ class Objective:
         model_max = getattr(tokenizer, "model_max_length", None) or 512
         self.max_length = max_length or min(int(model_max), 512)
 
-    # -- tokenization helpers
+    # -- tokenization
 
-    def _tokenize(self, texts: list[str]):
-        return self.tokenizer(
-            texts,
-            add_special_tokens=True,
-            return_offsets_mapping=True,
-            truncation=False,
-            verbose=False,
+    def _contexts(self, masked: Sequence[str]) -> list[tuple[str, str]]:
+        """`(prefix, suffix)` of every row: the text the model reads around the blank."""
+        return [split_masked(text) for text in masked]
+
+    def _locate(self, masked: Sequence[str], words: Sequence[Sequence[str]]) -> list[list[Located]]:
+        """Tokenizes each row with each of its words in the blank (one batched call) and finds the word's tokens."""
+        contexts = self._contexts(masked)
+        items = [(row, word) for row, row_words in enumerate(words) for word in row_words]
+        texts = [contexts[row][0] + word + contexts[row][1] for row, word in items]
+        encoded = self.tokenizer(
+            texts, add_special_tokens=True, return_offsets_mapping=True, truncation=False, verbose=False
         )
-
-    @staticmethod
-    def _word_token(
-        offsets, start: int, end: int, text: str, word: str, token_ids=None, unk_id: int | None = None
-    ) -> int:
-        """Index of the single token that holds `text[start:end]` (the word), else a clear error."""
-        hits = [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
-        if not hits:
-            raise ObjectiveError(f"The word {word!r} produced no token in {text[:80]!r}.")
-        if len(hits) > 1:
-            raise MultiTokenWordError(
-                f"The tokenizer splits {word!r} into {len(hits)} tokens; GRADIEND targets must be single tokens. "
-                "Use words that are one token for this tokenizer, or drop these rows "
-                "(see `gradiend_hf.objectives.is_single_token`)."
-            )
-        index = hits[0]
-        a, b = offsets[index]
-        if token_ids is not None and unk_id is not None and token_ids[index] == unk_id:
-            raise ObjectiveError(
-                f"The tokenizer does not know {word!r} (it becomes the unknown token); use words in its vocabulary."
-            )
-        # The token may carry the whitespace before the word, but it must not swallow other characters.
-        if b > end or text[a:start].strip():
-            raise MultiTokenWordError(
-                f"The tokenizer merges {word!r} with neighbouring characters ({text[a:b]!r}) in {text[:80]!r}; "
-                "its gradient would not be the word's. Put spaces around the word or drop the row."
-            )
-        return index
-
-    def _fill_both(self, prefixes: list[str], suffixes: list[str], factual: list[str], alternative: list[str]):
-        """Tokenizes each row with its factual and with its alternative word in the blank.
-
-        Yields `(ids_f, ids_a, i_f, i_a)` per row: both token-id lists and the index of the word's single token in
-        each (see [`_word_token`] for the errors).
-        """
-        filled_f = [p + w + s for p, w, s in zip(prefixes, factual, suffixes)]
-        filled_a = [p + w + s for p, w, s in zip(prefixes, alternative, suffixes)]
-        enc_f, enc_a = self._tokenize(filled_f), self._tokenize(filled_a)
         unk = self.tokenizer.unk_token_id
-        for row, (prefix, fw, aw) in enumerate(zip(prefixes, factual, alternative)):
-            ids_f, ids_a = enc_f["input_ids"][row], enc_a["input_ids"][row]
-            start = len(prefix)
-            i_f = self._word_token(enc_f["offset_mapping"][row], start, start + len(fw), filled_f[row], fw, ids_f, unk)
-            i_a = self._word_token(enc_a["offset_mapping"][row], start, start + len(aw), filled_a[row], aw, ids_a, unk)
-            yield ids_f, ids_a, i_f, i_a
+        located: list[list[Located]] = [[] for _ in masked]
+        for index, (row, word) in enumerate(items):
+            if not isinstance(word, str) or not word.strip():
+                raise UnrepresentableWordError(f"The word {word!r} of row {masked[row][:80]!r} is empty.", str(word))
+            ids = encoded["input_ids"][index]
+            start = len(contexts[row][0])
+            first, stop = word_span(
+                encoded["offset_mapping"][index], start, start + len(word), texts[index], word, ids, unk
+            )
+            located[row].append((list(ids), first, stop, word))
+        return located
 
-    def _pad(self, sequences: list[list[int]], padding_side: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
-        length = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), length), dtype=torch.long)
-        shifts = []
-        for row, seq in enumerate(sequences):
-            shift = length - len(seq) if padding_side == "left" else 0
-            ids[row, shift : shift + len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, shift : shift + len(seq)] = 1
-            shifts.append(shift)
-        return ids, mask, shifts
+    def word_tokens(self, masked: Sequence[str], words: Sequence[str]) -> list[list[int]]:
+        """The target tokens of `words[i]` in the blank of `masked[i]`, as this objective reads them (a causal LM
+        writes the word with its leading space, e.g. `" she"`).
+
+        Raises:
+            ObjectiveError: for a row without one `[MASK]` or a word no token sequence represents.
+        """
+        located = self._locate(masked, [[word] for word in words])
+        return [ids[first:stop] for ((ids, first, stop, _),) in located]
 
     def prepare(
         self,
@@ -220,11 +143,11 @@ class Objective:
         alternative: Sequence[str] | None = None,
         padding_side: str | None = None,
     ) -> ObjectiveBatch:
-        """Tokenizes rows.
+        """Tokenizes training or evaluation rows: slot 0 of each row is its factual word, slot 1 its alternative.
 
         Args:
             masked (`Sequence[str]`): Texts with one literal `[MASK]`.
-            factual (`Sequence[str]`): The word that fills each blank.
+            factual (`Sequence[str]`): The word (or phrase) that fills each blank.
             alternative (`Sequence[str]`, *optional*): The other class's word for each blank (defaults to factual).
             padding_side (`str`, *optional*): `"left"` (default) or `"right"` for causal LMs; masked LMs are always
                 padded on the right.
@@ -232,22 +155,40 @@ class Objective:
         Returns:
             [`ObjectiveBatch`]
         """
-        if len(masked) == 0:
-            raise ObjectiveError("No rows to prepare.")
         alternative = list(alternative) if alternative is not None else list(factual)
         if not (len(masked) == len(factual) == len(alternative)):
             raise ObjectiveError("`masked`, `factual` and `alternative` must have the same length.")
-        sequences, positions, fac_ids, alt_ids = self._rows(list(masked), list(factual), alternative)
-        ids, mask, shifts = self._pad(sequences, self._padding_side(padding_side))
-        target_positions = torch.tensor([p + s for p, s in zip(positions, shifts)], dtype=torch.long)
-        return ObjectiveBatch(
-            input_ids=ids,
-            attention_mask=mask,
-            target_positions=target_positions,
-            factual_ids=torch.tensor(fac_ids, dtype=torch.long),
-            alternative_ids=torch.tensor(alt_ids, dtype=torch.long),
-            position_ids=self._position_ids(mask),
-        )
+        return self.prepare_words(masked, [[f, a] for f, a in zip(factual, alternative)], padding_side)
+
+    def prepare_words(
+        self, masked: Sequence[str], words: Sequence[Sequence[str]], padding_side: str | None = None
+    ) -> ObjectiveBatch:
+        """Tokenizes rows with any number of words each (slot `j` of row `i` is `words[i][j]`), e.g. every spelling
+        of every class word to score at a blank.
+
+        Raises:
+            ObjectiveError: for a row without one `[MASK]`, a row without words, a word no token sequence represents
+                ([`UnrepresentableWordError`]) or words that change the tokens around the blank.
+        """
+        if len(masked) == 0:
+            raise ObjectiveError("No rows to prepare.")
+        if len(words) != len(masked):
+            raise ObjectiveError("`masked` and `words` must have the same length.")
+        if not all(len(row_words) for row_words in words):
+            raise ObjectiveError("Every row needs at least one word.")
+        builder = BatchBuilder()
+        for row, slots in enumerate(self._locate(masked, words)):
+            self._add_row(builder, row, masked[row], slots)
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
+        batch, _ = builder.build(pad_id, self._padding_side(padding_side))
+        batch.position_ids = self._position_ids(batch.attention_mask)
+        return batch
+
+    def _add_row(self, builder: BatchBuilder, row: int, text: str, slots: list[Located]) -> None:  # pragma: no cover
+        """Adds the sequences and targets of one row's located words to `builder`."""
+        raise NotImplementedError
 
     def _padding_side(self, requested: str | None) -> str:
         return requested or self.padding_side
@@ -256,32 +197,51 @@ class Objective:
         """Explicit position ids for the model, or `None` to let it derive them."""
         return None
 
-    def usable(
-        self, masked: Sequence[str], factual: Sequence[str], alternative: Sequence[str], chunk_size: int = 256
-    ) -> list[bool]:
-        """Which rows this objective can turn into inputs (e.g. not those whose word is several tokens).
+    def check_rows(
+        self,
+        masked: Sequence[str],
+        factual: Sequence[str],
+        alternative: Sequence[str],
+        what: str = "rows",
+        chunk_size: int = 256,
+    ) -> None:
+        """Checks that every row can be turned into model inputs, before anything is trained or evaluated.
 
-        Rows are checked a chunk at a time and one by one only inside a chunk that fails, so the common case costs
-        one batched tokenization.
+        Rows are tokenized a chunk at a time, and one by one only inside a chunk that fails, so the common case costs
+        one batched tokenization per chunk. Nothing is dropped: a row that cannot be used is an error.
+
+        Raises:
+            [`UnrepresentableWordError`]: naming every word no token sequence represents (e.g. it becomes the
+                unknown token) and how many rows have it.
+            ObjectiveError: for other unusable rows (e.g. no text before the blank of a causal LM's row).
         """
-        flags: list[bool] = []
+        words: dict[str, int] = {}
+        other: list[ObjectiveError] = []
         for start in range(0, len(masked), chunk_size):
             stop = start + chunk_size
             chunk = (list(masked[start:stop]), list(factual[start:stop]), list(alternative[start:stop]))
             try:
-                self._rows(*chunk)
-                flags.extend([True] * len(chunk[0]))
+                self.prepare(*chunk)
+                continue
             except ObjectiveError:
-                for row in zip(*chunk):
-                    try:
-                        self._rows(*([value] for value in row))
-                        flags.append(True)
-                    except ObjectiveError:
-                        flags.append(False)
-        return flags
-
-    def _rows(self, masked, factual, alternative):  # pragma: no cover - abstract
-        raise NotImplementedError
+                pass
+            for row in zip(*chunk):
+                try:
+                    self.prepare(*([value] for value in row))
+                except UnrepresentableWordError as error:
+                    words[error.word] = words.get(error.word, 0) + 1
+                    other.append(error)
+                except ObjectiveError as error:
+                    other.append(error)
+        if words:
+            named = ", ".join(f"{word!r} ({count} row{'s' * (count != 1)})" for word, count in list(words.items())[:8])
+            raise UnrepresentableWordError(
+                f"{sum(words.values())} of {len(masked)} {what} have a word this tokenizer cannot represent: {named}. "
+                f"{other[0]} Replace or remove these words in the data; no row is dropped silently.",
+                next(iter(words)),
+            )
+        if other:
+            raise ObjectiveError(f"{len(other)} of {len(masked)} {what} cannot be used. The first: {other[0]}")
 
     def row_from_text(self, text: str) -> str:
         """The row text for what a user typed (the app): one `[MASK]` where the model should fill in a word.
@@ -311,26 +271,34 @@ class Objective:
     # -- scoring
 
     def target_log_probs(self, model: nn.Module, batch: ObjectiveBatch) -> torch.Tensor:
-        """Log-probabilities over the vocabulary at each row's target position, shape `(batch, vocab)`."""
+        """Log-probabilities over the vocabulary at each read of the batch, shape `(reads, vocab)`, in one forward
+        pass over all its sequences."""
         inputs = batch.model_inputs()
         if "position_ids" in inputs and not _accepts(model, "position_ids"):
             inputs.pop("position_ids")
-        last = batch.input_ids.shape[1] - 1
-        if bool((batch.target_positions == last).all()) and _accepts(model, "logits_to_keep"):
-            # Left-padded causal rows all read the last position: the LM head (vocab × hidden) runs once per row
-            # instead of once per token, in the forward and the backward pass.
-            return model(**inputs, logits_to_keep=1).logits[:, -1].float().log_softmax(-1)
-        logits = model(**inputs).logits
-        rows = torch.arange(logits.shape[0], device=logits.device)
-        return logits[rows, batch.target_positions.to(logits.device)].float().log_softmax(-1)
+        positions = batch.read_positions
+        first = int(positions.min())
+        if first > 0 and _accepts(model, "logits_to_keep"):
+            # Left-padded causal rows read only their last positions: the LM head (vocab × hidden) runs on those
+            # instead of on every token, in the forward and the backward pass (one position for single tokens).
+            logits = model(**inputs, logits_to_keep=batch.input_ids.shape[1] - first).logits
+            positions = positions - first
+        else:
+            logits = model(**inputs).logits
+        device = logits.device
+        return logits[batch.read_sequences.to(device), positions.to(device)].float().log_softmax(-1)
+
+    def word_log_probs(self, model: nn.Module, batch: ObjectiveBatch) -> torch.Tensor:
+        """Log-probability of every word of every row, shape `(rows, slots)`: the sum of its tokens' log-probs
+        (`-inf` for a slot the row does not have). What that probability is depends on the family (see its
+        module)."""
+        return batch.word_log_probs(self.target_log_probs(model, batch))
 
     def losses(self, model: nn.Module, batch: ObjectiveBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-row cross-entropy of the factual and of the alternative word, each of shape `(batch,)`."""
-        log_probs = self.target_log_probs(model, batch)
-        rows = torch.arange(log_probs.shape[0], device=log_probs.device)
-        factual = -log_probs[rows, batch.factual_ids.to(log_probs.device)]
-        alternative = -log_probs[rows, batch.alternative_ids.to(log_probs.device)]
-        return factual, alternative
+        """Per-row loss of the factual and of the alternative word, each of shape `(batch,)`: the summed
+        cross-entropy of the word's tokens (the negative log-probability of the whole word)."""
+        log_probs = self.word_log_probs(model, batch)
+        return -log_probs[:, 0], -log_probs[:, 1]
 
 
 def _accepts(model: nn.Module, argument: str) -> bool:

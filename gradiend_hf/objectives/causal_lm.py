@@ -1,7 +1,17 @@
-"""Causal LMs, next token (GPT-2, Llama, …): only the text before the blank is the input; the target is the first
-token of the word as the tokenizer writes it after that prefix (with its leading space, e.g. `" she"`), read from
-the logits at the last real prefix position. Position ids are derived from the attention mask, so the log-probs are
-the same under left and right padding (the reference package gets both wrong).
+"""Causal LMs (GPT-2, Llama, …): only the text before the blank is read; the target is the word's whole token
+sequence as the tokenizer writes it after that prefix (with its leading space, e.g. `" she"`, `" S" "HE"`), read by
+teacher forcing: the logits at the last prefix token predict the word's first token, those at its i-th token the
+(i+1)-th.
+
+- Loss of a word: the summed negative log-likelihood of its tokens, for the factual and the alternative word alike.
+- Probability of a word: the exact chain-rule probability `P(w_1 | prefix) · P(w_2 | prefix, w_1) · …`, i.e.
+  `exp(-loss)`.
+- The factual and the alternative continuation of a row are two sequences of one batch (one forward pass); a
+  single-token word reads the prefix alone, so single-token rows are one sequence, the prefix, as for next-token
+  prediction.
+
+Position ids are derived from the attention mask, so the log-probs are the same under left and right padding (the
+reference package gets both wrong).
 """
 
 from __future__ import annotations
@@ -12,11 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import IGNORE_INDEX, MASK, Objective, ObjectiveError, split_masked
+from .base import IGNORE_INDEX, MASK, Located, Objective, split_masked
+from .batch import BatchBuilder
+from .words import ObjectiveError
 
 
 class CausalLMObjective(Objective):
-    """The text before the blank is the input; the logits at its last token predict the word's first token."""
+    """The text before the blank, continued by the word (teacher forcing); the logits before each of the word's
+    tokens predict it."""
 
     name = "causal_lm"
     auto_class = "AutoModelForCausalLM"
@@ -32,8 +45,8 @@ class CausalLMObjective(Objective):
     description = "causal LM (next token after the text before the blank)"
     lms_description = "1 / (1 + mean next-token NLL)"
 
-    def _rows(self, masked, factual, alternative):
-        prefixes = []
+    def _contexts(self, masked):
+        contexts = []
         for text in masked:
             prefix, _ = split_masked(text)
             if not prefix.strip():
@@ -41,27 +54,34 @@ class CausalLMObjective(Objective):
                     f"The row {text[:80]!r} has no text before {MASK}; a causal LM only sees the left context. "
                     "Build the data with `min_left_context_words` > 0."
                 )
-            prefixes.append(prefix)
-        sequences, positions, fac_ids, alt_ids = [], [], [], []
-        rows = self._fill_both(prefixes, [""] * len(prefixes), list(factual), list(alternative))
-        for row, (prefix, fw, aw, (ids_f, ids_a, i_f, i_a)) in enumerate(zip(prefixes, factual, alternative, rows)):
-            # Tokenizers that append an end token (rare for causal LMs) put it after the word; ignore it.
-            if i_f != i_a or ids_f[:i_f] != ids_a[:i_a]:
+            contexts.append((prefix, ""))
+        return contexts
+
+    def _add_row(self, builder: BatchBuilder, row: int, text: str, slots: list[Located]) -> None:
+        """The prefix, continued by each word's tokens but its last (teacher forcing). A word whose continuation
+        begins another's reads that sequence: a single-token word needs the prefix alone, so a row of two
+        single-token words is the prefix once, and its two targets are read at the same position."""
+        reference, first, _, word = slots[0]
+        for ids, other_first, _, other in slots[1:]:
+            # Tokenizers that append an end token (rare for causal LMs) put it after the word; it is never read.
+            if ids[:other_first] != reference[:first]:
                 raise ObjectiveError(
-                    f"The prefix {prefix[-60:]!r} tokenizes differently before {fw!r} and {aw!r}; the two words "
-                    "must share their context."
+                    f"The prefix {text.split(MASK)[0][-60:]!r} tokenizes differently before {word!r} and {other!r}; "
+                    "the words must share their context."
                 )
-            if i_f == 0:
-                raise ObjectiveError(
-                    f"The row {masked[row][:80]!r} leaves no token before the word to predict it from."
-                )
-            # Too long a prefix keeps its end: that is what predicts the next token.
-            context = list(ids_f[:i_f])[-self.max_length :]
-            sequences.append(context)
-            positions.append(len(context) - 1)
-            fac_ids.append(ids_f[i_f])
-            alt_ids.append(ids_a[i_a])
-        return sequences, positions, fac_ids, alt_ids
+        if first == 0:
+            raise ObjectiveError(f"The row {text[:80]!r} leaves no token before the word to predict it from.")
+        tokens = [ids[word_first:word_stop] for ids, word_first, word_stop, _ in slots]
+        # Too long a prefix keeps its end: that is what predicts the word.
+        context = reference[:first][-max(1, self.max_length - max(len(t) for t in tokens) + 1) :]
+        continuations: list[tuple[list[int], int]] = []
+        for slot in sorted(range(len(slots)), key=lambda j: -len(tokens[j])):
+            needed = tokens[slot][:-1]
+            sequence = next((index for seen, index in continuations if seen[: len(needed)] == needed), None)
+            if sequence is None:
+                sequence = builder.add_sequence(context + needed, row)
+                continuations.append((needed, sequence))
+            builder.add_word(row, slot, sequence, len(context) - 1, tokens[slot])
 
     def _position_ids(self, attention_mask: torch.Tensor) -> torch.Tensor:
         return (attention_mask.cumsum(-1) - 1).clamp(min=0)

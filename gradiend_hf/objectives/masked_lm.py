@@ -1,6 +1,14 @@
-"""Masked LMs (BERT, RoBERTa, DistilBERT, …): the sentence is tokenized with the word filled in and the word's token
-is replaced by the tokenizer's mask token, so the input is exactly what the model saw in pre-training whatever the
-tokenizer's spacing rules around its mask token; the logits at that position predict the word.
+"""Masked LMs (BERT, RoBERTa, DistilBERT, …): the sentence is tokenized with the word filled in and the word's k
+tokens are replaced by k mask tokens, so the input is exactly what the model saw in pre-training whatever the
+tokenizer's spacing rules around its mask token; the logits at the i-th mask predict the word's i-th token.
+
+- Loss of a word: the SUM of the cross-entropies of its k tokens at their k masks, for the factual and the
+  alternative word alike.
+- Probability of a word (class probabilities): the product of the per-position probabilities of its tokens with all
+  k positions masked, as the reference package defines it; it is `exp(-loss)`.
+- A factual and an alternative word with different token counts give two inputs of different lengths (one with k_f,
+  one with k_a masks); rows whose counts agree (every single-token row) have one input, and every input of a batch
+  goes through one forward pass.
 """
 
 from __future__ import annotations
@@ -8,11 +16,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import IGNORE_INDEX, Objective, ObjectiveError, split_masked
+from .base import IGNORE_INDEX, Located, Objective
+from .batch import BatchBuilder
+from .words import ObjectiveError
 
 
 class MaskedLMObjective(Objective):
-    """The word's token is replaced by the tokenizer's mask token; the logits at that position predict it."""
+    """The word's k tokens are replaced by k mask tokens; the logits at the masks predict them."""
 
     name = "masked_lm"
     auto_class = "AutoModelForMaskedLM"
@@ -30,28 +40,29 @@ class MaskedLMObjective(Objective):
         if tokenizer.mask_token_id is None:
             raise ObjectiveError("This tokenizer has no mask token, so it cannot serve a masked LM objective.")
 
-    def _rows(self, masked, factual, alternative):
-        parts = [split_masked(text) for text in masked]
-        prefixes, suffixes = [p for p, _ in parts], [x for _, x in parts]
-        sequences, positions, fac_ids, alt_ids = [], [], [], []
-        rows = self._fill_both(prefixes, suffixes, list(factual), list(alternative))
-        for row, (fw, aw, (ids_f, ids_a, i_f, i_a)) in enumerate(zip(factual, alternative, rows)):
-            if i_f != i_a or ids_f[:i_f] != ids_a[:i_a] or ids_f[i_f + 1 :] != ids_a[i_a + 1 :]:
+    def _add_row(self, builder: BatchBuilder, row: int, text: str, slots: list[Located]) -> None:
+        """One sequence per distinct token count of the row's words: the sentence with that many mask tokens where
+        the word stood. Words of equal count (e.g. two single-token words) share their sequence and its logits."""
+        reference, first, stop, word = slots[0]
+        for ids, other_first, other_stop, other in slots[1:]:
+            if ids[:other_first] != reference[:first] or ids[other_stop:] != reference[stop:]:
                 raise ObjectiveError(
-                    f"Filling the blank with {fw!r} or {aw!r} changes the tokens around it in {masked[row][:80]!r}; "
-                    "the two words must share their context."
+                    f"Filling the blank with {word!r} or {other!r} changes the tokens around it in {text[:80]!r}; "
+                    "the words must share their context."
                 )
-            sequence = list(ids_f)
-            sequence[i_f] = self.tokenizer.mask_token_id
-            sequence, position = self._window(sequence, i_f)
-            sequences.append(sequence)
-            positions.append(position)
-            fac_ids.append(ids_f[i_f])
-            alt_ids.append(ids_a[i_a])
-        return sequences, positions, fac_ids, alt_ids
+        by_count: dict[int, tuple[int, int]] = {}
+        for slot, (ids, word_first, word_stop, _) in enumerate(slots):
+            count = word_stop - word_first
+            if count not in by_count:
+                sequence = reference[:first] + [self.tokenizer.mask_token_id] * count + reference[stop:]
+                sequence, position = self._window(sequence, first, count)
+                by_count[count] = (builder.add_sequence(sequence, row), position)
+            sequence_index, position = by_count[count]
+            builder.add_word(row, slot, sequence_index, position, ids[word_first:word_stop])
 
-    def _window(self, sequence: list[int], position: int) -> tuple[list[int], int]:
-        """Cuts a too-long row to `max_length` tokens around the blank, keeping its special first/last tokens."""
+    def _window(self, sequence: list[int], position: int, count: int = 1) -> tuple[list[int], int]:
+        """Cuts a too-long row to `max_length` tokens around its `count` masks, keeping its special first/last
+        tokens."""
         if len(sequence) <= self.max_length:
             return sequence, position
         special = set(self.tokenizer.all_special_ids)
@@ -59,8 +70,11 @@ class MaskedLMObjective(Objective):
         tail = sequence[-1:] if sequence[-1] in special else []
         body = sequence[len(head) : len(sequence) - len(tail)]
         size = self.max_length - len(head) - len(tail)
+        if size < count:
+            raise ObjectiveError(f"A word of {count} tokens does not fit into {self.max_length} tokens.")
         centre = position - len(head)
-        start = max(0, min(centre - size // 2, len(body) - size))
+        start = max(0, min(centre + count // 2 - size // 2, len(body) - size))
+        start = max(min(start, centre), centre + count - size)  # every mask stays inside the window
         return head + body[start : start + size] + tail, len(head) + centre - start
 
     def _padding_side(self, requested: str | None) -> str:

@@ -79,12 +79,14 @@ def max_input_length(model: nn.Module, tokenizer) -> int | None:
 
 
 def is_single_token(tokenizer, word: str, objective: str = "causal_lm", context: str = "The word") -> bool:
-    """Whether `word` is one token for `tokenizer` after `context` (with a space), as the objective would read it."""
+    """Whether `word` is one token for `tokenizer` after `context` (with a space), as the objective would read it.
+
+    Multi-token words are fine targets (see [`Objective`]); this tells which words cost one read only.
+    """
     obj = get_objective(objective, tokenizer)
     # A causal LM reads only the text before the blank; a masked LM the whole sentence.
     text = f"{context} {MASK} ." if obj.reads_right_context else f"{context} {MASK}"
     try:
-        obj.prepare([text], [word])
+        return len(obj.word_tokens([text], [word])[0]) == 1
     except ObjectiveError:
         return False
-    return True
