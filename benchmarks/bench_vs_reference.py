@@ -90,6 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workload", nargs="+", choices=[*WORKLOADS, "all"], help="workload(s) to run: tiny, bertbase, smollm2, all"
     )
     parser.add_argument("--sides", choices=["both", *SIDES], default="both", help="which package(s) to run")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rebuild the table from the stored results, run nothing"
+    )
     parser.add_argument("--root", help="benchmark folder (default ~/.cache/gradiend-refbench)")
     parser.add_argument("--venv", help="the reference venv (default <root>/venv)")
     parser.add_argument("--results", help="results folder (default <root>/results)")
@@ -226,9 +229,12 @@ def run(args) -> int:
     if not args.workload:
         return 0
     workloads = resolve(args.workload, args.overrides)
-    models = check_ready(layout, sorted({w.model for w in workloads}))
     results = Path(args.results).expanduser() if args.results else layout.results
-    sides = SIDES if args.sides == "both" else (args.sides,)
+    if args.report_only:
+        sides, models = (), {}
+    else:
+        sides = SIDES if args.sides == "both" else (args.sides,)
+        models = check_ready(layout, sorted({w.model for w in workloads}))
     entries, failed = [], False
     for workload in workloads:
         entry = {"workload": workload.to_dict()}
@@ -241,14 +247,11 @@ def run(args) -> int:
                 entry[side] = stored(results, workload, side)
         entries.append(entry)
     table = report.comparison(entries)
-    notes = report.machine_notes(entries) + [
-        "- ratio = reference / gradiend-hf (above 1: gradiend-hf is faster or smaller); timings on a shared machine "
-        "are noisy, see the load averages."
-    ]
-    text = report.markdown(table["table"], notes)
-    atomic_write_json(results / "comparison.json", {"rows": table["rows"], "runs": entries})
-    atomic_write_text(results / "comparison.md", text)
-    print("\n" + text + f"\nwritten to {results}/comparison.md and comparison.json")
+    text = report.markdown(table["table"], report.notes(entries))
+    stem = results / f"comparison-{'+'.join(w.name for w in workloads)}"  # one report per set of workloads
+    atomic_write_json(stem.with_suffix(".json"), {"rows": table["rows"], "runs": entries})
+    atomic_write_text(stem.with_suffix(".md"), text)
+    print("\n" + text + f"\nwritten to {stem}.md and .json")
     return 1 if failed else 0
 
 

@@ -176,3 +176,25 @@ def test_child_env_isolates_the_packages(tmp_path, monkeypatch):
     assert ours["PYTHONPATH"].split(":")[0] == str(bench.REPO)
     assert reference["OMP_NUM_THREADS"] == ours["OMP_NUM_THREADS"] == "2"
     assert reference["HF_HUB_OFFLINE"] == "1"
+
+
+def test_report_only_rebuilds_the_table_from_stored_results(tmp_path, tiny_entry, capsys):
+    for side in ("reference", "gradiend-hf"):
+        result = dict(tiny_entry[side], workload_spec=tiny_entry["workload"], machine={"threads": 1, "cpu_count": 2})
+        (tmp_path / f"tiny.{side}.json").write_text(json.dumps(result))
+    with pytest.raises(SystemExit) as raised:
+        bench.main(["--workload", "tiny", "--report-only", "--root", str(tmp_path), "--results", str(tmp_path)])
+    assert raised.value.code == 0
+    text = (tmp_path / "comparison-tiny.md").read_text()
+    assert "| tiny: time per training step (8 sentences, median of 100 steps) | 0.918 s | 0.0459 s | 20× |" in text
+    assert "tiny / reference: 2 CPUs, 1 thread" in text
+    assert json.loads((tmp_path / "comparison-tiny.json").read_text())["rows"][0]["ratio"] == "20×"
+    assert text in capsys.readouterr().out
+
+
+def test_missing_setup_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as raised:
+        bench.main(["--workload", "tiny", "--root", str(tmp_path)])
+    assert raised.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run with --setup first" in err

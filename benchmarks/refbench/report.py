@@ -204,6 +204,21 @@ def comparison(entries: list[dict]) -> dict:
     return {"rows": [asdict(row) for row in rows], "table": rows}
 
 
+EXPLANATIONS = (
+    "- ratio = reference / gradiend-hf: above 1, gradiend-hf is faster (or smaller).",
+    "- time per training step: median of the intervals between step starts (gradient, GRADIEND update and "
+    "callbacks of one step), the first step and steps that ran an evaluation left out.",
+    "- `a / b` in a label: the counts differ, reference / gradiend-hf. For strengthening a class the reference's "
+    "grid scores only the other class's rows (the ones its metric reads); gradiend-hf's scores both classes' rows.",
+    "- Timings on a shared machine are noisy: compare the load averages above before reading much into a ratio.",
+)
+
+
+def notes(entries: list[dict]) -> list[str]:
+    """The lines under the table: how loaded the machine was during each run, then what the columns mean."""
+    return machine_notes(entries) + list(EXPLANATIONS)
+
+
 def machine_notes(entries: list[dict]) -> list[str]:
     """One line per run saying how loaded the machine was (load averages before and after each child)."""
     notes = []
@@ -212,9 +227,10 @@ def machine_notes(entries: list[dict]) -> list[str]:
             result = entry.get(side) or {}
             machine = result.get("machine") or {}
             if machine:
+                threads = machine.get("threads")
                 notes.append(
                     f"- {entry['workload']['name']} / {side}: {machine.get('cpu_count')} CPUs, "
-                    f"{machine.get('threads')} threads, load average {machine.get('load_before')} before → "
+                    f"{threads} thread{'' if threads == 1 else 's'}, load average {machine.get('load_before')} before → "
                     f"{machine.get('load_after')} after, run {result.get('finished', '?')}"
                 )
     return notes
