@@ -10,12 +10,14 @@ results under the results folder.
 
     # once: the reference venv (torch 2.13.0 + gradiend[recommended]==0.2.3), the models and the data (~3 min)
     python benchmarks/bench_vs_reference.py --setup
-    # tiny BERT end to end (~5 min on 2 cores; the reference takes most of it)
+    # tiny BERT end to end (~6 min on an idle 2-core machine, the reference's run ~5 of them)
     python benchmarks/bench_vs_reference.py --workload tiny
-    # SmolLM2-135M (~25 min: the reference's run alone is ~22 min), bert-base throughput (~5 min), or all
+    # SmolLM2-135M (~27 min idle: the reference's run alone is ~22 min), bert-base throughput (~5 min), or all
     python benchmarks/bench_vs_reference.py --workload smollm2
     # re-measure gradiend-hf only, against the stored reference result of the same workload settings
     python benchmarks/bench_vs_reference.py --workload tiny --sides gradiend-hf
+    # the table again from the stored results
+    python benchmarks/bench_vs_reference.py --workload tiny smollm2 --report-only
 
 Folders: `--root` (default `~/.cache/gradiend-refbench` or `$GRADIEND_REFBENCH_ROOT`) holds `venv/` (`--venv`
 overrides), `models/`, `data/`, `runs/` and `results/` (`--results` overrides). Timings on a shared machine are
@@ -97,7 +99,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--venv", help="the reference venv (default <root>/venv)")
     parser.add_argument("--results", help="results folder (default <root>/results)")
     parser.add_argument("--python", default=sys.executable, help="the project's Python (default: this one)")
-    parser.add_argument("--threads", type=positive(int), default=os.cpu_count(), help="torch threads per run")
+    parser.add_argument(
+        "--threads",
+        type=positive(int),
+        default=os.cpu_count(),
+        help="torch threads of each run (default: all cores; 1 is steadier on a machine others are using)",
+    )
     parser.add_argument("--timeout", type=positive(float), help="seconds after which a run is killed")
     sizes = parser.add_argument_group("workload overrides (applied to every selected workload)")
     sizes.add_argument("--steps", type=positive(int), default=argparse.SUPPRESS)
@@ -194,7 +201,8 @@ def run_side(side: str, workload: Workload, layout: Layout, models: dict, args) 
     load_before, start = os.getloadavg(), time.perf_counter()
     result, code, peak = run_child(command, child_env(side, args.threads, layout), args.timeout)
     if code != 0 or result is None:
-        result = {"error": f"the {side} run of {workload.name} exited with code {code} (its output is above)"}
+        why = " (killed by --timeout)" if args.timeout and code == -signal.SIGKILL else ""
+        result = {"error": f"the {side} run of {workload.name} exited with code {code}{why}; its output is above"}
         print(f"[bench] {result['error']}", file=sys.stderr)
     result.update(
         workload_spec=workload.to_dict(),
@@ -220,9 +228,42 @@ def stored(results: Path, workload: Workload, side: str) -> dict | None:
     return result if result.get("workload_spec") == workload.to_dict() and "error" not in result else None
 
 
-def run(args) -> int:
+def run_workloads(
+    workloads: list[Workload], sides: tuple[str, ...], layout: Layout, results: Path, args
+) -> list[dict]:
+    """Runs `sides` on every workload, reference first, storing each result as it comes; the side not run comes
+    from the stored results (same workload settings only)."""
+    from gradiend_hf.io import atomic_write_json
+
+    models = check_ready(layout, sorted({w.model for w in workloads})) if sides else {}
+    entries = []
+    for workload in workloads:
+        entry = {"workload": workload.to_dict()}
+        for side in SIDES:
+            if side in sides:
+                entry[side] = run_side(side, workload, layout, models, args)
+                atomic_write_json(results / f"{workload.name}.{side}.json", entry[side])
+            else:
+                entry[side] = stored(results, workload, side)
+        entries.append(entry)
+    return entries
+
+
+def write_report(entries: list[dict], results: Path) -> Path:
+    """Prints the table and writes it (markdown, and JSON with the raw results) as `comparison-<workloads>.*`."""
     from gradiend_hf.io import atomic_write_json, atomic_write_text
 
+    table = report.comparison(entries)
+    text = report.markdown(table["table"], report.notes(entries))
+    stem = results / ("comparison-" + "+".join(entry["workload"]["name"] for entry in entries))
+    atomic_write_json(stem.with_name(stem.name + ".json"), {"rows": table["rows"], "runs": entries})
+    atomic_write_text(stem.with_name(stem.name + ".md"), text)
+    print("\n" + text + f"\nwritten to {stem}.md and .json")
+    return stem
+
+
+def run(args) -> int:
+    """`--setup`, then the workloads and the report; returns the exit code (1 when a run failed)."""
     layout = Layout.at(args.root, args.venv)
     if args.setup:
         setup(layout, list(MODELS))
@@ -230,28 +271,10 @@ def run(args) -> int:
         return 0
     workloads = resolve(args.workload, args.overrides)
     results = Path(args.results).expanduser() if args.results else layout.results
-    if args.report_only:
-        sides, models = (), {}
-    else:
-        sides = SIDES if args.sides == "both" else (args.sides,)
-        models = check_ready(layout, sorted({w.model for w in workloads}))
-    entries, failed = [], False
-    for workload in workloads:
-        entry = {"workload": workload.to_dict()}
-        for side in SIDES:
-            if side in sides:
-                entry[side] = run_side(side, workload, layout, models, args)
-                atomic_write_json(results / f"{workload.name}.{side}.json", entry[side])
-                failed |= "error" in entry[side]
-            else:
-                entry[side] = stored(results, workload, side)
-        entries.append(entry)
-    table = report.comparison(entries)
-    text = report.markdown(table["table"], report.notes(entries))
-    stem = results / f"comparison-{'+'.join(w.name for w in workloads)}"  # one report per set of workloads
-    atomic_write_json(stem.with_suffix(".json"), {"rows": table["rows"], "runs": entries})
-    atomic_write_text(stem.with_suffix(".md"), text)
-    print("\n" + text + f"\nwritten to {stem}.md and .json")
+    sides = () if args.report_only else SIDES if args.sides == "both" else (args.sides,)
+    entries = run_workloads(workloads, sides, layout, results, args)
+    write_report(entries, results)
+    failed = any("error" in (entry.get(side) or {}) for entry in entries for side in sides)
     return 1 if failed else 0
 
 

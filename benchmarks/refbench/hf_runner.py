@@ -154,7 +154,11 @@ def main(spec: dict) -> None:
     from gradiend_hf import GradiendModel, load_base_model
 
     recorder.out["import_seconds"] = round(time.perf_counter() - start, 3)
-    recorder.out["package"] = {"gradiend_hf": gradiend_hf.__version__, "path": os.path.dirname(gradiend_hf.__file__)}
+    recorder.out["package"] = {
+        "gradiend_hf": gradiend_hf.__version__,
+        "path": os.path.dirname(gradiend_hf.__file__),
+        "torch": _version("torch"),
+    }
     shutil.rmtree(spec["run_dir"], ignore_errors=True)
     workflow_start = time.perf_counter()
     with recorder.phase("load"):
@@ -172,6 +176,15 @@ def main(spec: dict) -> None:
     recorder.out["workflow_seconds"] = round(time.perf_counter() - workflow_start, 4)
     shutil.rmtree(spec["run_dir"], ignore_errors=True)
     recorder.emit()
+
+
+def _version(name: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 if __name__ == "__main__":
