@@ -17,7 +17,7 @@ import time
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure import Recorder, StepClock, set_threads  # noqa: E402
+from measure import Recorder, StepClock, package_version, set_threads  # noqa: E402
 
 
 def load_data(data_dir: str):
@@ -157,7 +157,7 @@ def main(spec: dict) -> None:
     recorder.out["package"] = {
         "gradiend_hf": gradiend_hf.__version__,
         "path": os.path.dirname(gradiend_hf.__file__),
-        "torch": _version("torch"),
+        "torch": package_version("torch"),
     }
     shutil.rmtree(spec["run_dir"], ignore_errors=True)
     workflow_start = time.perf_counter()
@@ -176,15 +176,6 @@ def main(spec: dict) -> None:
     recorder.out["workflow_seconds"] = round(time.perf_counter() - workflow_start, 4)
     shutil.rmtree(spec["run_dir"], ignore_errors=True)
     recorder.emit()
-
-
-def _version(name: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

@@ -144,3 +144,13 @@ def set_threads(threads: int) -> None:
 
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # the reference's train() would otherwise setdefault it to 1
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of distribution `name`, or `None`."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -20,7 +20,7 @@ import time
 
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure import Recorder, StepClock, set_threads  # noqa: E402
+from measure import Recorder, StepClock, package_version, set_threads  # noqa: E402
 
 
 CLASSES = ("M", "F")  # the reference's target pair; M is pair[0] (label +1)
@@ -143,7 +143,7 @@ def main(spec: dict) -> None:
     from gradiend import TextPredictionTrainer, TrainingArguments  # noqa: F401
 
     recorder.out["import_seconds"] = round(time.perf_counter() - start, 3)
-    recorder.out["package"] = {"gradiend": _version("gradiend"), "torch": _version("torch")}
+    recorder.out["package"] = {"gradiend": package_version("gradiend"), "torch": package_version("torch")}
     shutil.rmtree(spec["run_dir"], ignore_errors=True)
     workflow_start = time.perf_counter()
     with recorder.phase("load"):
@@ -171,15 +171,6 @@ def main(spec: dict) -> None:
     recorder.out["gradiend_inputs"] = int(getattr(trainer.get_model().gradiend, "input_dim", 0)) or None
     shutil.rmtree(spec["run_dir"], ignore_errors=True)
     recorder.emit()
-
-
-def _version(name: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

@@ -108,6 +108,11 @@ def cost_row(workload: str, metric: str, reference: float | None, ours: float | 
     return Row(workload, metric, fmt(reference), fmt(ours), format_ratio(value), value)
 
 
+def fact_row(workload: str, metric: str, fmt, reference: dict | None, ours: dict | None) -> Row:
+    """A row without a ratio: `fmt(result)` of each side."""
+    return Row(workload, metric, fmt(reference), fmt(ours), "")
+
+
 def workload_rows(workload: dict, reference: dict | None, ours: dict | None) -> list[Row]:
     """The table rows of one workload (costs with ratios, then correlation and selected rewrite)."""
     name, w = workload["name"], workload
@@ -156,34 +161,20 @@ def workload_rows(workload: dict, reference: dict | None, ours: dict | None) -> 
     )
     rows.append(cost_row(name, "peak RSS", peak_rss(reference), peak_rss(ours), format_mb))
     rows.append(
-        Row(
+        fact_row(
             name,
             "GRADIEND inputs (base-model parameters covered)",
-            format_count(get(reference, "gradiend_inputs")),
-            format_count(get(ours, "gradiend_inputs")),
-            "",
+            lambda r: format_count(get(r, "gradiend_inputs")),
+            reference,
+            ours,
         )
     )
     if w.get("encoder_eval"):
-        rows.append(
-            Row(
-                name,
-                "test correlation",
-                format_number(get(reference, "encoder.correlation")),
-                format_number(get(ours, "encoder.correlation")),
-                "",
-            )
-        )
+        correlation = lambda r: format_number(get(r, "encoder.correlation"))  # noqa: E731
+        rows.append(fact_row(name, "test correlation", correlation, reference, ours))
     if w.get("decoder_eval"):
-        rows.append(
-            Row(
-                name,
-                f"selected rewrite (strengthen {w.get('decoder_class')})",
-                format_rewrite(reference),
-                format_rewrite(ours),
-                "",
-            )
-        )
+        label = f"selected rewrite (strengthen {w.get('decoder_class')})"
+        rows.append(fact_row(name, label, format_rewrite, reference, ours))
     return rows
 
 
