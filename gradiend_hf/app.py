@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from .base_models import load_base_model
+from .benchmark_card import benchmark_markdown
 from .card_utils import hub_id
 from .data import builtin_info, list_builtin
 from .errors import GradiendError
@@ -346,6 +347,7 @@ def build_demo(
     max_chars: int = DEFAULT_MAX_CHARS,
     class_words: Mapping[str, Sequence[str]] | None = None,
     top_k: int = DEFAULT_TOP_K,
+    benchmarks=None,
 ):
     """Builds the Gradio app of a GRADIEND.
 
@@ -357,6 +359,8 @@ def build_demo(
         max_chars (`int`, *optional*, defaults to 500): Longest accepted input.
         class_words (`dict`, *optional*): Class → words, when the GRADIEND does not record them.
         top_k (`int`, *optional*, defaults to 5): Predictions shown per model.
+        benchmarks (*optional*): Bias benchmarks of the selected rewrite (reports of `evaluate_bias`, ideally
+            `{"base": …, "rewritten": …}`, or the `benchmarks.json` of `gradiend-hf benchmark`), shown as a table.
 
     Returns:
         `gradio.Blocks`: launch it with `.launch()`. Its events are `/analyze`, `/rewrite`, `/load_example` and
@@ -377,6 +381,7 @@ def build_demo(
         base_model, tokenizer = load_base_model(gradiend)
     elif tokenizer is None:
         raise GradiendError("Pass the base model's `tokenizer` together with `base_model`.")
+    benchmark_text = None if benchmarks is None else benchmark_markdown(benchmarks)  # a bad report fails first
     demo = GradiendDemo(gradiend, base_model, tokenizer, class_words=class_words, max_chars=max_chars, top_k=top_k)
     examples = list(examples if examples is not None else gradiend.config.examples or [])
 
@@ -436,6 +441,9 @@ def build_demo(
                 interactive=False,
                 elem_id="rewritten-top",
             )
+        if benchmark_text is not None:
+            with gr.Accordion("Bias benchmarks of the selected rewrite", open=True):
+                gr.Markdown(benchmark_text, elem_id="benchmarks")
 
         inputs = [text, feature_factor, learning_rate]
         everything = [features, base_top, rewritten_top, classes]

@@ -129,6 +129,8 @@ def render_saved_card(
     values: dict[str, Any] = dict(state["card_data"])
     if "model_id" in values:
         values["model_id"] = model_id
+    if values.get("model-index"):  # a rewritten model's benchmark results name the repo the card describes
+        values["model-index"] = [{**entry, "name": model_id} for entry in values["model-index"]]
     values.update(updates or {})
     card_data = data_class(**values)
     kwargs = {**state.get("kwargs", {})}

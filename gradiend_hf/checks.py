@@ -52,3 +52,17 @@ def check_positive(value: Any, name: str, integer: bool = False, optional: bool 
         check_number(value, name, lambda v: v >= 1, "an integer >= 1", integer=True, optional=optional)
     else:
         check_number(value, name, lambda v: v > 0, "a finite number > 0", optional=optional)
+
+
+def number_grid(values, name: str) -> list[float]:
+    """`values` as a list of distinct floats in their order (a grid of feature factors or learning rates).
+
+    Raises:
+        [`GradiendError`]: for an empty grid; [`NonFiniteError`]: for `nan` or infinite values.
+    """
+    grid = [float(v) for v in values]
+    if not grid:
+        raise GradiendError(f"`{name}` is empty; give at least one value.")
+    if not all(math.isfinite(v) for v in grid):
+        raise NonFiniteError(f"`{name}` must be finite numbers, got {grid}.")
+    return list(dict.fromkeys(grid))

@@ -26,6 +26,7 @@ from huggingface_hub.utils import yaml_dump
 
 from . import model_card_sections as sections
 from .artefacts import KIND_GRADIEND
+from .benchmark_card import benchmark_model_index, benchmark_section
 from .card_utils import KNOWN_LICENSES, framework_versions, hub_id, link, render, signed, write_card
 from .errors import GradiendError, GradiendFileNotFoundError
 from .io import atomic_folder
@@ -50,6 +51,9 @@ class GradiendCardFacts:
         dataset_sizes (`Mapping`, *optional*): Split → number of rows, or split → {class → rows}; read from the
             built-in dataset's manifest when not given.
         training_args ([`GradiendTrainingArguments`] or `dict`, *optional*): The training hyper-parameters.
+        benchmark_reports (*optional*): Bias benchmarks of a rewrite by this GRADIEND (see
+            [`gradiend_hf.benchmark_card.benchmark_reports`]): their table, and the rewritten model's scores as
+            `model-index` eval results.
         suite (`Mapping`, *optional*): The suite the GRADIEND belongs to ([`gradiend_hf.suite_report.suite_facts`]):
             its `title`, `link` and `members` (name, feature, location), for a section linking the siblings.
     """
@@ -60,6 +64,7 @@ class GradiendCardFacts:
     dataset_name: str | None = None
     dataset_sizes: Mapping | None = None
     training_args: Any = None
+    benchmark_reports: Any = None
     suite: Mapping | None = None
 
     def __bool__(self) -> bool:
@@ -74,8 +79,8 @@ YAML_FIELDS = ("library_name", "license", "language", "base_model", "datasets", 
 
 @dataclass
 class GradiendModelCardData(CardData):
-    """Everything a GRADIEND card says. Only the fields in `YAML_FIELDS` go into the front matter; the others are
-    template variables of `templates/gradiend_card.md`. Build one with [`GradiendModelCardData.from_config`].
+    """Everything a GRADIEND card says. Only the fields in `YAML_FIELDS` (and `model_index`, as `model-index`) go
+    into the front matter; the others are template variables of `templates/gradiend_card.md`. Build one with [`GradiendModelCardData.from_config`].
 
     Args:
         library_name (`str`): Hub library tag, `"gradiend-hf"`.
@@ -121,6 +126,10 @@ class GradiendModelCardData(CardData):
     lms_rows: list[dict] = field(default_factory=list)
     evaluation_sentence: str | None = None
     figures: list[tuple[str, str]] = field(default_factory=list)
+    benchmark_header: list[str] = field(default_factory=list)
+    benchmark_rows: list[list[str]] = field(default_factory=list)
+    benchmark_sentence: str | None = None
+    model_index: list[dict] | None = None
     suite_title: str | None = None
     suite_link: str | None = None
     suite_rows: list[dict] = field(default_factory=list)
@@ -128,6 +137,8 @@ class GradiendModelCardData(CardData):
 
     def to_yaml(self, line_break=None, original_order=None) -> str:
         data = {name: getattr(self, name) for name in YAML_FIELDS if getattr(self, name) not in (None, [], "")}
+        if self.model_index:
+            data["model-index"] = self.model_index
         return yaml_dump(data, sort_keys=False, line_break=line_break).strip()
 
     @classmethod
@@ -191,6 +202,10 @@ class GradiendModelCardData(CardData):
         data.rewrite_rows, data.probability_rows, data.lms_rows, data.evaluation_sentence = sections.rewrite(
             config, decoder_report, classes
         )
+        benchmarks = benchmark_section(facts.benchmark_reports)
+        data.benchmark_header, data.benchmark_rows = benchmarks["benchmark_header"], benchmarks["benchmark_rows"]
+        data.benchmark_sentence = benchmarks["benchmark_sentence"]
+        data.model_index = benchmark_model_index(facts.benchmark_reports)
         for name, value in sections.suite_values(facts.suite).items():
             setattr(data, name, value)
         return data
@@ -230,6 +245,7 @@ def write_gradiend_card(
     dataset_sizes: Mapping | None = None,
     training_args=None,
     model_id: str | None = None,
+    benchmark_reports=None,
     suite: Mapping | None = None,
 ) -> ModelCard:
     """Writes the full model card (README.md) of a GRADIEND into `save_directory`.
@@ -242,7 +258,8 @@ def write_gradiend_card(
     Args:
         gradiend ([`GradiendModel`]): The GRADIEND (usually just saved into `save_directory`).
         save_directory (`str` or `os.PathLike`): The GRADIEND's folder (created if missing).
-        encoder_report, decoder_report, figures, dataset_name, dataset_sizes, training_args, suite: see
+        encoder_report, decoder_report, figures, dataset_name, dataset_sizes, training_args, benchmark_reports,
+        suite: see
             [`GradiendCardFacts`].
         model_id (`str`, *optional*): Where the quick start loads the GRADIEND from (a Hub repo id the folder will be
             pushed to); defaults to `save_directory`. A push renders the card again for its repo anyway.
@@ -258,7 +275,7 @@ def write_gradiend_card(
         names = [_place_figure(path, save_directory, staging) for path in figures or []]
         _update_saved_config(gradiend.config, save_directory, staging)
         facts = GradiendCardFacts(
-            encoder_report, decoder_report, names, dataset_name, dataset_sizes, training_args, suite
+            encoder_report, decoder_report, names, dataset_name, dataset_sizes, training_args, benchmark_reports, suite
         )
         data = card_data(gradiend.config, model_id or save_directory, facts, str(gradiend.dtype).replace("torch.", ""))
         card = write_card(staging, data, TEMPLATE)

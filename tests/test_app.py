@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from gradiend_hf import GradiendModel
+from gradiend_hf import GradiendError, GradiendModel
 from gradiend_hf.app import (
     CLASS_HEADERS,
     FEATURE_HEADERS,
@@ -166,6 +166,8 @@ def test_cli_arguments():
         "127.0.0.1",
     )
     assert make_parser().parse_args(["me/g", "--share", "true"]).share is True
+    assert make_parser().parse_args(["me/g", "--benchmarks", "out/bench"]).benchmarks == "out/bench"
+    assert make_parser().parse_args(["me/g"]).benchmarks is None
     with pytest.raises(SystemExit):
         make_parser().parse_args(["me/g", "--share", "maybe"])
 
@@ -228,3 +230,18 @@ def test_cli_names_a_missing_gradiend_in_one_line(capsys):
     assert capsys.readouterr().err == (
         "gradiend-hf app: error: '/no/such/gradiend' is neither a GRADIEND folder nor a Hub repo id.\n"
     )
+
+
+def test_the_app_shows_the_benchmark_table_of_the_selected_rewrite(trained, tmp_path):
+    from .test_benchmarks_report import _report
+
+    blocks = build_demo(*trained, benchmarks={"base": _report(), "rewritten": _report(shift=-5.0)})
+    (table,) = [b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "benchmarks"]
+    assert "| benchmark | metric | bias type | base | rewritten | ideal | verdict |" in table.value
+    assert (
+        "| CrowS-Pairs | stereotype score | gender | 66.67 [33.33–100.00] | 50.00 [16.67–83.33] | 50 |" in table.value
+    )
+    plain = build_demo(*trained)
+    assert not [b for b in plain.blocks.values() if getattr(b, "elem_id", None) == "benchmarks"]
+    with pytest.raises(GradiendError, match="Cannot read the benchmark report"):
+        build_demo(*trained, benchmarks=tmp_path / "none.json")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM
 
 from gradiend_hf import GradiendModel
@@ -187,6 +188,8 @@ def test_demo_runs_end_to_end_on_a_tiny_causal_lm(tiny_dirs, tmp_path):
         encoder_max_rows=32,
         decoder_max_rows=8,
         lms_max_texts=8,
+        benchmark_max_rows=4,
+        bootstrap_samples=20,
     )
     report = run_demo(args)
     out = tmp_path / "demo"
@@ -197,9 +200,33 @@ def test_demo_runs_end_to_end_on_a_tiny_causal_lm(tiny_dirs, tmp_path):
         assert (out / "figures" / figure).stat().st_size > 1000
     assert "test correlation" in (out / "report.md").read_text()
     assert (out / "gradiend" / "README.md").exists()
+    # CrowS-Pairs (gender) and WinoBias of the base and the balanced rewrite, on both cards and in the report.
+    assert {name: list(labels) for name, labels in saved["benchmarks"].items()} == {
+        "crows_pairs": ["base", "rewritten"],
+        "winobias": ["base", "rewritten"],
+    }
+    assert saved["benchmarks"]["crows_pairs"]["base"]["n"] == 4
+    assert "| crows_pairs stereotype_score | " in (out / "report.md").read_text()
+    assert json.loads((out / "benchmarks" / "benchmarks.json").read_text())["reports"]["rewritten"]["rewrite"]
+    for card in ("gradiend", "rewritten"):
+        assert "## Bias benchmarks" in (out / card / "README.md").read_text()
+    assert ModelCard.load(out / "rewritten" / "README.md").data.eval_results
     GradiendModel.from_pretrained(out / "gradiend")
     rewritten = AutoModelForCausalLM.from_pretrained(out / "rewritten")
     base = AutoModelForCausalLM.from_pretrained(tiny_dirs["llama"])
     rewrite = saved["rewrite"]
     changed = any(not torch.equal(a, b) for a, b in zip(rewritten.parameters(), base.parameters()))
     assert changed == (rewrite["learning_rate"] != 0 and rewrite["feature_factor"] is not None)
+
+
+def test_demo_benchmark_options(tmp_path):
+    from gradiend_hf.benchmarks import BenchmarkError
+    from gradiend_hf.cli.demo import DemoArguments
+
+    assert DemoArguments(output_dir=str(tmp_path / "a")).benchmarks == ["crows_pairs", "winobias"]
+    assert DemoArguments(output_dir=str(tmp_path / "b"), benchmarks=["none"]).benchmarks == []
+    assert DemoArguments(output_dir=str(tmp_path / "c"), benchmarks=["crows-pairs"]).benchmarks == ["crows_pairs"]
+    with pytest.raises(BenchmarkError, match="Unknown benchmark 'seat'"):
+        DemoArguments(output_dir=str(tmp_path / "d"), benchmarks=["seat"])
+    with pytest.raises(BenchmarkError, match="bootstrap"):
+        DemoArguments(output_dir=str(tmp_path / "e"), bootstrap_samples=-1)

@@ -46,6 +46,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--classes", type=_classes, help="class words when the GRADIEND records none, as JSON")
     parser.add_argument("--example", action="append", dest="examples", help="an example input (repeatable)")
     parser.add_argument("--max-chars", type=_positive, default=500, help="longest accepted input")
+    parser.add_argument(
+        "--benchmarks", metavar="JSON", help="benchmarks.json of `gradiend-hf benchmark` (or its folder) to show"
+    )
     return parser
 
 
@@ -64,7 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors("app"):
         try:
             demo = build_demo(
-                args.gradiend, examples=args.examples, class_words=args.classes, max_chars=args.max_chars
+                args.gradiend,
+                examples=args.examples,
+                class_words=args.classes,
+                max_chars=args.max_chars,
+                benchmarks=args.benchmarks,
             )
         except ImportError as error:  # Gradio missing: the message says which extra to install
             raise GradiendError(str(error)) from None

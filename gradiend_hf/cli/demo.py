@@ -1,8 +1,10 @@
 """`gradiend-hf demo`: the whole GRADIEND workflow, offline, on SmolLM2-135M with the built-in he/she data.
 
 Trains a he-vs-she GRADIEND (causal LM, next token), evaluates the encoder on the test split and on neutral text,
-runs the decoder grid, rewrites the model with the balanced (debiasing) choice, and writes into one folder: the
-GRADIEND with its card, the rewritten model with tokenizer and card, the figures, and `report.json` / `report.md`.
+runs the decoder grid, rewrites the model with the balanced (debiasing) choice, scores CrowS-Pairs (gender) and
+WinoBias on the base and the rewritten model, and writes into one folder: the GRADIEND with its card, the rewritten
+model with tokenizer and card (both with the benchmark table), the figures, `benchmarks/` and `report.json` /
+`report.md`.
 
 Choices that keep it within ~15 minutes on a 2-core CPU: the GRADIEND covers the last six transformer layers
 (`model.layers.2[4-9].*`, 21 M parameters; the backward pass then stops there), 8 sentences per gradient, 40
@@ -24,6 +26,9 @@ import torch
 
 from ..artefacts import check_output_folder
 from ..base_models import load_base_model
+from ..benchmarks import evaluate_bias
+from ..benchmarks.bootstrap import check_bootstrap_settings
+from ..benchmarks.loading import check_benchmark_name
 from ..checks import check_positive
 from ..data import load_builtin
 from ..default_model import DEFAULT_BASE_MODEL
@@ -32,9 +37,11 @@ from ..io import atomic_write_json, atomic_write_text
 from ..model_card import write_gradiend_card
 from ..modeling_gradiend import GradiendModel
 from ..plotting import plot_decoder_grid, plot_encoder_distributions, plot_training_convergence
+from ..rewrite import RewriteSession
 from ..rewrite_io import save_rewritten
 from ..trainer import GradiendTrainer
 from ..training_args import GradiendTrainingArguments
+from .benchmark import write as write_benchmarks
 from .errors import user_errors
 from .parsing import parse_config
 
@@ -62,8 +69,19 @@ class DemoArguments:
     decoder_max_rows: int = field(default=48, metadata={"help": "Test rows per class scored at each grid point."})
     lms_max_texts: int = field(default=48, metadata={"help": "Neutral texts of the language-modelling score."})
     seed: int = field(default=0, metadata={"help": "Seed of the GRADIEND and of the samples."})
+    benchmarks: list[str] = field(
+        default_factory=lambda: ["crows_pairs", "winobias"],
+        metadata={"help": "Bias benchmarks (gender) of the base and the rewritten model; `none` for none."},
+    )
+    benchmark_max_rows: int | None = field(default=None, metadata={"help": "First rows per benchmark only."})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples of each benchmark score."})
 
     def __post_init__(self):
+        self.benchmarks = (
+            [] if self.benchmarks in (["none"], []) else [check_benchmark_name(n) for n in self.benchmarks]
+        )
+        check_positive(self.benchmark_max_rows, "benchmark_max_rows", integer=True, optional=True)
+        check_bootstrap_settings(self.bootstrap_samples, 0.95)
         check_output_folder(self.output_dir, "demo", what="output_dir")
         check_positive(self.max_steps, "max_steps", integer=True)
         check_positive(self.learning_rate, "learning_rate")
@@ -138,6 +156,14 @@ def run_demo(args: DemoArguments) -> dict:
     timings["decoder_grid_s"] = time.perf_counter() - t
     print(f"  {decoder}")
 
+    selected = decoder.selected
+    benchmarks = None
+    if args.benchmarks:
+        t = _step(f"Bias benchmarks ({', '.join(args.benchmarks)}, gender) of the base and the rewritten model")
+        benchmarks = _benchmarks(args, gradiend, base, tokenizer, selected)
+        write_benchmarks(benchmarks, out / "benchmarks", args.base_model)
+        timings["benchmarks_s"] = time.perf_counter() - t
+
     _step("Writing the GRADIEND, the rewritten model, figures and the report")
     figure_files = {
         "training_convergence.png": lambda p: plot_training_convergence(
@@ -159,19 +185,44 @@ def run_demo(args: DemoArguments) -> dict:
         [figures / f for f in figure_files],
         data,
         {k: getattr(args, k) for k in keep},
+        benchmarks,
     )
 
-    selected = decoder.selected
     gradiend.rewrite(base, selected.feature_factor, selected.learning_rate, inplace=True)
-    save_rewritten(base, tokenizer, out / "rewritten", gradiend=gradiend, decoder_report=decoder)
+    save_rewritten(
+        base, tokenizer, out / "rewritten", gradiend=gradiend, decoder_report=decoder, benchmark_reports=benchmarks
+    )
 
     report = _report(args, gradiend, encoder, decoder, timings, time.perf_counter() - started)
+    if benchmarks:
+        report["benchmarks"] = {
+            name: {label: r.benchmarks[name]["headline"] for label, r in benchmarks.items()}
+            for name in args.benchmarks
+        }
     atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "report.md", _markdown(report))
     return report
 
 
-def _write_gradiend_card(gradiend, directory, encoder, decoder, figures, data, training_args) -> None:
+def _benchmarks(args, gradiend, base, tokenizer, selected) -> dict:
+    """The bias benchmarks of the base model and of the selected rewrite (applied in place, then restored)."""
+    options = dict(
+        bias_types=["gender"],
+        max_rows=args.benchmark_max_rows,
+        bootstrap_samples=args.bootstrap_samples,
+        seed=args.seed,
+        lm_max_texts=args.lms_max_texts,
+    )
+    reports = {"base": evaluate_bias(base, tokenizer, args.benchmarks, model_name=args.base_model, **options)}
+    with RewriteSession(base, gradiend) as session:
+        session.apply(selected.feature_factor, selected.learning_rate)
+        name = f"{args.base_model} rewritten (balanced)"
+        reports["rewritten"] = evaluate_bias(base, tokenizer, args.benchmarks, model_name=name, **options)
+    reports["rewritten"].rewrite = {"feature_factor": selected.feature_factor, "learning_rate": selected.learning_rate}
+    return reports
+
+
+def _write_gradiend_card(gradiend, directory, encoder, decoder, figures, data, training_args, benchmarks) -> None:
 
     write_gradiend_card(
         gradiend,
@@ -182,6 +233,7 @@ def _write_gradiend_card(gradiend, directory, encoder, decoder, figures, data, t
         dataset_name="gender-en",
         dataset_sizes={split: data[split].num_rows for split in data},
         training_args=training_args,
+        benchmark_reports=benchmarks,
     )
 
 
@@ -241,6 +293,7 @@ def _markdown(report: dict) -> str:
         "| --- | --- | --- |",
         *(f"| {k} | {_fmt(v['before'])} | {_fmt(v['after'])} |" for k, v in report["probability_shifts"].items()),
         "",
+        *_benchmark_lines(report.get("benchmarks")),
         f"Total wall time: {report['timings_s']['total_s'] / 60:.1f} min.",
         "",
         "![training](figures/training_convergence.png) ![encoder](figures/encoder_distributions.png) "
@@ -249,6 +302,17 @@ def _markdown(report: dict) -> str:
     if not report["passed"]:
         lines.insert(2, f"**The encoder did NOT reach a test correlation of {MIN_CORRELATION}; this run failed.**\n")
     return "\n".join(lines) + "\n"
+
+
+def _benchmark_lines(benchmarks: dict | None) -> list[str]:
+    if not benchmarks:
+        return []
+    lines = ["| bias benchmark (gender) | base | rewritten | ideal |", "| --- | --- | --- | --- |"]
+    for name, by_label in benchmarks.items():
+        cells = [f"{h['value']:.2f} [{_fmt(h.get('ci_low'))}–{_fmt(h.get('ci_high'))}]" for h in by_label.values()]
+        headline = next(iter(by_label.values()))
+        lines.append(f"| {name} {headline['metric']} | {' | '.join(cells)} | {headline['ideal']:g} |")
+    return [*lines, "", "Details, intervals and LM quality: `benchmarks/benchmarks.md`.", ""]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,7 @@ COMMANDS = {
     "suite": ("gradiend_hf.cli.suite", "train a family of GRADIENDs (all pairs, one-vs-rest) of a k-class feature"),
     "evaluate": ("gradiend_hf.cli.evaluate", "encoder and decoder evaluation of a trained GRADIEND"),
     "rewrite": ("gradiend_hf.cli.rewrite", "save a base model rewritten by a GRADIEND"),
+    "benchmark": ("gradiend_hf.cli.benchmark", "bias benchmarks and LM quality of a model or rewrite"),
     "demo": ("gradiend_hf.cli.demo", "the whole workflow offline on SmolLM2-135M with built-in data"),
     "export-peft": ("gradiend_hf.cli.export_peft", "export a rewrite as a PEFT LoRA adapter (or steering adapters)"),
     "push": ("gradiend_hf.cli.push", "upload a GRADIEND, rewritten model or adapter folder to the Hub"),

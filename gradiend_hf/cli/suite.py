@@ -72,22 +72,19 @@ def run_suite(model_args, data_args, training_args, suite_args):
     base, tokenizer = load_base(model_args, objective)
     base.name_or_path = model_args.base_model
     torch.manual_seed(training_args.seed)
+    # The suite arguments named as train_suite names them pass through as they are.
+    passed = ("seeds", "min_convergent", "top_k", "venn", "figures", "retrain_unconverged")
     return train_suite(
         base,
         tokenizer,
         data,
         training_args,
         views,
-        seeds=suite_args.seeds,
-        min_convergent=suite_args.min_convergent,
         params=model_args.params,
         latent_dim=model_args.latent_dim,
         eval_max_rows=suite_args.suite_eval_rows,
-        top_k=suite_args.top_k,
-        venn=suite_args.venn,
-        figures=suite_args.figures,
-        retrain_unconverged=suite_args.retrain_unconverged,
         dataset_name=data_args.dataset,
+        **{name: getattr(suite_args, name) for name in passed},
     )
 
 

@@ -34,6 +34,7 @@ from .errors import (
     UnknownBuiltinError,
     UnknownClassError,
 )
+from .evaluation_only import EvaluationOnlyDataError
 from .feature_dataset import make_feature_dataset
 from .neutral import ENGLISH_PERSONAL_PRONOUNS, make_neutral_dataset
 from .pairing import WordPairing
@@ -67,6 +68,7 @@ __all__ = [
     "ClassCountError",
     "ClassView",
     "EmptyClassError",
+    "EvaluationOnlyDataError",
     "FeatureClasses",
     "FeatureDataError",
     "InvalidClassesError",

@@ -12,6 +12,7 @@ from datasets import DatasetDict, DatasetInfo
 from .casing import always_capitalised_words, recase, starts_capitalised
 from .classes import FeatureClasses
 from .errors import EmptyClassError, FeatureDataError, InvalidPairingError, NoMatchError, NoTextError
+from .evaluation_only import refuse_evaluation_only
 from .masking import MASK, ClassScan, WordMatch, scan_sentences
 from .pairing import WordPairing
 from .schema import feature_dataset_features, multiclass_dataset_features, rows_to_dataset
@@ -107,7 +108,10 @@ def make_feature_dataset(
             little left context), so the class has no row.
         `NotEnoughRowsError`: If a class has fewer rows than the splits need (`NotEnoughWordsError` for
             `split_by="word"` with too few distinct words).
+        `EvaluationOnlyDataError`: If the text is CrowS-Pairs (an evaluation-only benchmark).
     """
+    if not isinstance(texts, str):  # a string is prose here, never a dataset name
+        refuse_evaluation_only(texts)
     feature_classes = FeatureClasses.from_mapping(classes)
     ratios = normalize_split_ratios(split_ratios)
     if split_by not in ("row", "word"):

@@ -14,6 +14,7 @@ from ..loading import hub_errors
 from .builtin_datasets import list_builtin, load_builtin
 from .classes import FeatureClasses
 from .errors import FeatureDataError, UnknownBuiltinError
+from .evaluation_only import refuse_evaluation_only
 from .feature_dataset import make_feature_dataset
 from .neutral import make_neutral_dataset
 from .schema import FEATURE_COLUMNS, MULTICLASS_COLUMNS
@@ -111,7 +112,9 @@ def load_feature_data(
         FeatureDataError: for unreadable sources (binary, not UTF-8, not a dataset), an unknown built-in name (with
             the closest one), a missing text column, or raw text without `classes`.
         GradiendFileNotFoundError: for a local path that does not exist.
+        EvaluationOnlyDataError: for CrowS-Pairs (an evaluation-only benchmark).
     """
+    refuse_evaluation_only(source)
     if source in list_builtin():
         data = load_builtin(source)
         if not isinstance(data, DatasetDict):

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..checks import number_grid
 from ..errors import GradiendError
 from ..objectives import get_objective
 from ..rewrite import RewriteSession
@@ -178,13 +179,13 @@ def evaluate_decoder(
             "use `policy='balance'` to make the classes equally likely instead."
         )
     policy_name = policy if isinstance(policy, str) else getattr(policy, "__name__", type(policy).__name__)
-    lrs = _numbers(DEFAULT_LEARNING_RATES if learning_rates is None else learning_rates, "learning_rates")
+    lrs = number_grid(DEFAULT_LEARNING_RATES if learning_rates is None else learning_rates, "learning_rates")
     if feature_factors is None:
         if policy == "balance":
             feature_factors = sorted({feature_factor_for(config, name) for name in classes} | {0.0})
         else:
             feature_factors = [feature_factor_for(config, target_class, strengthen)]
-    ffs = _numbers(feature_factors, "feature_factors")
+    ffs = number_grid(feature_factors, "feature_factors")
 
     gradiend.check_base_model(base_model)
     objective = get_objective(base_model, tokenizer)
@@ -267,12 +268,3 @@ def evaluate_decoder(
 
 def _probability_table(row, classes) -> dict:
     return {on: {name: float(row[f"prob_{name}_on_{on}"]) for name in classes} for on in classes}
-
-
-def _numbers(values, name: str) -> list[float]:
-    values = [float(v) for v in values]
-    if not values:
-        raise GradiendError(f"`{name}` is empty; give at least one value.")
-    if not all(math.isfinite(v) for v in values):
-        raise GradiendError(f"`{name}` must be finite numbers, got {values}.")
-    return list(dict.fromkeys(values))

@@ -1,0 +1,10 @@
+"""The Hub Space widget of the `crows_pairs` module (run inside a Space; not needed to load the module)."""
+
+from pathlib import Path
+
+import evaluate
+from evaluate.utils import launch_gradio_widget
+
+
+module = evaluate.load(str(Path(__file__).parent))
+launch_gradio_widget(module)
