@@ -5,7 +5,7 @@ Five classes of subject pronouns (1SG "I", 1PL "we", 2 "you", 3SG "he"/"she"/"it
 3SG<->3PL) and one for person (first vs third person). The suite folder gets `suite.json`, `suite.md` and the figures
 (top-k overlap of the decoder weights, transition encoding); each member a folder with its card.
 
-python examples/pronoun_paradigm.py [--fast] [--output-dir out/pronoun-paradigm]
+python examples/pronoun_paradigm.py [--fast] [--output-dir out/pronoun-paradigm] [--steps N]
 
 Without `--fast` it trains on the offline SmolLM2-135M; `--fast` runs the same suite on a tiny Llama in a minute.
 Run it again to resume: converged members are loaded, an interrupted one continues from its checkpoint.
@@ -38,7 +38,7 @@ def main(argv=None):
         (base, tokenizer), params, steps, rows = tiny_model("llama"), None, 10, 4
     else:
         base, tokenizer = load_base_model("HuggingFaceTB/SmolLM2-135M-Instruct")
-        params, steps, rows = ["model.layers.2[4-9].mlp.*"], 40, 32
+        params, steps, rows = ["model.layers.2[4-9].mlp.*"], 20, 12
     data = load_builtin("pronouns-en")
     if args.fast:  # a sample of every split: seconds instead of minutes on a CPU
         data = DatasetDict(
@@ -50,9 +50,9 @@ def main(argv=None):
         learning_rate=1e-3,
         sentences_per_gradient=4 if args.fast else 8,
         eval_steps=10,
-        eval_max_rows=8 if args.fast else 32,
+        eval_max_rows=8 if args.fast else 24,
         save_strategy="steps",
-        save_steps=20,
+        save_steps=10,
         save_total_limit=1,
         report_to="none",
         disable_tqdm=True,
@@ -66,7 +66,7 @@ def main(argv=None):
         params=params,
         eval_max_rows=rows,
         top_k=100 if args.fast else 1000,
-        venn=["1SG-vs-3SG", "1PL-vs-3PL", "first-vs-third"],
+        venn=["1SG-vs-3SG", "1PL-vs-3PL", "SG-vs-PL"],
         dataset_name="pronouns-en",
     )
     print(open(f"{suite.output_dir}/suite.md", encoding="utf-8").read())
