@@ -11,7 +11,9 @@ from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM
 
 from gradiend_hf import GradiendModel
+from gradiend_hf.cli.arguments import DataArguments, ModelArguments
 from gradiend_hf.cli.main import main as cli
+from gradiend_hf.cli.train import load_feature_rows
 
 from .tiny_models import tiny_model
 
@@ -97,6 +99,59 @@ def test_raw_text_with_classes(tiny_dirs, tmp_path):
     assert GradiendModel.from_pretrained(tmp_path / "out").config.feature_classes == ["M", "F"]
 
 
+PAIRED_CORPUS = [
+    f"On day {i} the old doctor said that {word} would come to the house {noun} soon."
+    for i, noun in enumerate(("today", "again", "later", "early", "tonight", "once", "twice", "quietly") * 4)
+    for word in ("he", "she")
+] + [
+    f"On day {i} the old doctor saw {word} friend near the house {noun} again."
+    for i, noun in enumerate(("today", "again", "later", "early", "tonight", "once", "twice", "quietly") * 4)
+    for word in ("his", "her")
+]
+
+
+@pytest.mark.parametrize(
+    "pairing",
+    [
+        {"paired": True, "classes": {"M": ["he", "his"], "F": ["she", "her"]}},
+        {"pairs": [["he", "she"], ["his", "her"]], "classes": {"M": ["he", "his"], "F": ["she", "her"]}},
+        # A flag on the command line arrives as a JSON string.
+        {"pairs": '[["he", "she"], ["his", "her"]]', "classes": '{"M": ["he", "his"], "F": ["she", "her"]}'},
+    ],
+    ids=["paired", "pairs-table", "pairs-json"],
+)
+def test_paired_word_forms_from_a_config(pairing, tiny_dirs, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(PAIRED_CORPUS))
+    _, data = load_feature_rows(
+        ModelArguments(base_model=tiny_dirs["bert"]), DataArguments(dataset=str(corpus), **pairing), seed=0
+    )
+    rows = [row for split in data.values() for row in split]
+    assert len(rows) == len(PAIRED_CORPUS)
+    counterpart = {"he": "she", "she": "he", "his": "her", "her": "his"}
+    assert all(row["alternative"] == counterpart[row["factual"]] for row in rows)
+
+
+def test_paired_training_end_to_end(tiny_dirs, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(PAIRED_CORPUS))
+    config = write_yaml(
+        tmp_path / "train.yaml",
+        **base_config(
+            tiny_dirs,
+            tmp_path / "out",
+            dataset=str(corpus),
+            classes={"M": ["he", "his"], "F": ["she", "her"]},
+            paired=True,
+            max_steps=2,
+            eval_strategy="no",
+            params=["*.layer.1.output.*"],
+        ),
+    )
+    cli(["train", config])
+    assert GradiendModel.from_pretrained(tmp_path / "out").config.feature_classes == ["M", "F"]
+
+
 BAD_CONFIGS = {
     "unknown key": ({"learning_rat": 0.1}, "unknown key(s) in"),
     "missing data file": ({"dataset": "./no/such/corpus.txt"}, "No such file or folder"),
@@ -105,6 +160,16 @@ BAD_CONFIGS = {
     "raw text without classes": ({"dataset": "CORPUS"}, "classes"),
     "bad dtype": ({"dtype": "float8"}, "Unknown dtype"),
     "bad gradient kind": ({"source": "gradient"}, "Unknown source gradient"),
+    "paired lists of unequal length": (
+        {"dataset": "CORPUS", "classes": {"M": ["he", "him"], "F": ["she"]}, "paired": True},
+        "same length",
+    ),
+    "paired and pairs": (
+        {"dataset": "CORPUS", "classes": {"M": ["he"], "F": ["she"]}, "paired": True, "pairs": [["he", "she"]]},
+        "not both",
+    ),
+    "pairs not a list": ({"dataset": "CORPUS", "classes": {"M": ["he"], "F": ["she"]}, "pairs": "he-she"}, "pairs"),
+    "paired on a built-in dataset": ({"dataset": "gender-en", "paired": True}, "apply only to raw text"),
 }
 
 

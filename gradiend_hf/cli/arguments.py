@@ -56,6 +56,19 @@ class DataArguments:
         default=None,
         metadata={"help": 'Class name → words, e.g. {"M": ["he"], "F": ["she"]}; needed for raw text.'},
     )
+    paired: bool = field(
+        default=False,
+        metadata={
+            "help": "The class lists are aligned word forms (he/she, him/her, his/her): each word's alternative is its "
+            "counterpart. Raw text only."
+        },
+    )
+    pairs: list | str | None = field(
+        default=None,
+        metadata={
+            "help": 'An explicit table of word forms instead, e.g. [["he", "she"], ["his", "her"]]. Raw text only.'
+        },
+    )
     text_column: str = field(default="text", metadata={"help": "Column with raw text in CSV/JSONL/parquet files."})
     neutral: str | None = field(
         default="neutral-en", metadata={"help": "Neutral text: built-in name, file or Hub id; 'none' to skip."}

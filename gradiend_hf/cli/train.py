@@ -36,6 +36,21 @@ def parse_classes(classes):
     return value
 
 
+def parse_pairs(pairs):
+    """The `pairs` table of a config: a list as it is, a JSON string (a command-line flag) decoded."""
+    if pairs is None or isinstance(pairs, list):
+        return pairs
+    try:
+        value = json.loads(pairs)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, list):
+        raise GradiendError(
+            f'`pairs` must be a list of word forms like [["he", "she"], ["his", "her"]], got {pairs!r}'
+        )
+    return value
+
+
 def load_feature_rows(model_args: ModelArguments, data_args: DataArguments, seed: int):
     """The objective the base model's config names and the feature rows of the config; returns `(objective, data)`.
 
@@ -54,6 +69,8 @@ def load_feature_rows(model_args: ModelArguments, data_args: DataArguments, seed
         max_rows_per_class=data_args.max_rows_per_class,
         split_by=data_args.split_by,
         seed=seed,
+        paired=data_args.paired,
+        pairs=parse_pairs(data_args.pairs),
     )
     return objective, data
 

@@ -101,24 +101,29 @@ def load_feature_data(
     max_rows_per_class: int | None = None,
     split_by: str = "row",
     seed: int = 0,
+    paired: bool = False,
+    pairs: Sequence[Sequence[str] | Mapping[str, str]] | None = None,
 ) -> DatasetDict:
     """Feature rows with train/validation/test splits from a built-in name, local files or a Hub dataset.
 
     Data that already has the feature columns (`masked`, `factual`, …, or `alternatives` for three or more classes)
     and the three splits is used as it is; raw text (a `text` column, or `.txt` lines) is turned into rows with
-    [`make_feature_dataset`] and `classes`.
+    [`make_feature_dataset`], `classes` and, for paired word forms, `paired` or `pairs` (see there).
 
     Raises:
         FeatureDataError: for unreadable sources (binary, not UTF-8, not a dataset), an unknown built-in name (with
-            the closest one), a missing text column, or raw text without `classes`.
+            the closest one), a missing text column, raw text without `classes`, or `paired`/`pairs` for data that
+            already has its rows (its alternatives are fixed).
         GradiendFileNotFoundError: for a local path that does not exist.
         EvaluationOnlyDataError: for CrowS-Pairs (an evaluation-only benchmark).
     """
     refuse_evaluation_only(source)
+    pairing_given = paired or pairs is not None
     if source in list_builtin():
         data = load_builtin(source)
         if not isinstance(data, DatasetDict):
             raise FeatureDataError(f"The built-in {source!r} is neutral text, not feature rows.")
+        _refuse_pairing(pairing_given, source)
         return data
     if classes:
         FeatureClasses.from_mapping(classes)  # bad class words fail before any text is read
@@ -126,6 +131,7 @@ def load_feature_data(
     columns = set((next(iter(data.values())) if isinstance(data, DatasetDict) else data).column_names)
     if set(FEATURE_COLUMNS) <= columns or set(MULTICLASS_COLUMNS) <= columns:
         if isinstance(data, DatasetDict) and {"train", "validation", "test"} <= set(data):
+            _refuse_pairing(pairing_given, source)
             return data
         raise FeatureDataError(f"{source!r} has feature columns but not the splits train, validation and test.")
     if not classes:
@@ -139,7 +145,19 @@ def load_feature_data(
         max_rows_per_class=max_rows_per_class,
         split_by=split_by,
         seed=seed,
+        paired=paired,
+        pairs=pairs,
     )
+
+
+def _refuse_pairing(pairing_given: bool, source: str) -> None:
+    # Rows that exist already carry their alternative words; silently ignoring a pairing would train on another
+    # feature than the one asked for.
+    if pairing_given:
+        raise FeatureDataError(
+            f"{source!r} already has feature rows with their alternatives; `paired`/`pairs` apply only to raw text "
+            "turned into rows with `classes`. Drop them, or give raw text."
+        )
 
 
 def load_neutral_data(
