@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gradiend_hf.evaluation import ClassProbabilityScorer, EvaluationError, surface_variant_ids
+from gradiend_hf.evaluation.probabilities import surface_variant_ids_of
 from gradiend_hf.objectives import get_objective
 
 from .test_evaluation_common import one_thread  # noqa: F401
@@ -32,6 +33,21 @@ def test_surface_variants_are_case_and_space_marker_insensitive():
     _, wordpiece = tiny_model("bert")
     pieces = [t for t in wordpiece.get_vocab() if t.startswith("##")]
     assert pieces and not set(surface_variant_ids(wordpiece, pieces[0][2:])) & {wordpiece.get_vocab()[pieces[0]]}
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_variants_of_many_words_in_one_pass_equal_the_plain_scan(family):
+    _, tokenizer = tiny_model(family)
+    words = ["he", "She", "HIS", "the", " her", "doctor", "zzzq"]
+    vocab = tokenizer.get_vocab()
+    for word, ids in surface_variant_ids_of(tokenizer, words).items():
+        plain = sorted(
+            i
+            for token, i in vocab.items()
+            if not token.startswith("##") and token.lstrip("Ġ▁ ").lower() == word.strip().lower()
+        )
+        assert ids == plain, word
+    assert surface_variant_ids_of(tokenizer, ["he"])["he"] and not surface_variant_ids_of(tokenizer, ["zzzq"])["zzzq"]
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta"])

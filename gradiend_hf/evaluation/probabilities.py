@@ -35,25 +35,33 @@ def surface_variant_ids(tokenizer, word: str) -> list[int]:
 
     Continuation pieces (`##he`) are not variants: they never start a word.
     """
-    key = word.strip().lower()
-    return sorted(
-        index
-        for token, index in tokenizer.get_vocab().items()
-        if not token.startswith("##") and token.lstrip(_BOUNDARY_MARKERS).lower() == key
-    )
+    return surface_variant_ids_of(tokenizer, [word])[word]
 
 
-def class_token_ids(tokenizer, words: Mapping[str, Sequence[str]]) -> dict[str, list[int]]:
-    """Single-token surface-variant ids of every class (masked LMs); a class whose words are all several tokens has
-    none (its probability comes from its multi-token spellings).
+def surface_variant_ids_of(tokenizer, words: Sequence[str]) -> dict[str, list[int]]:
+    """[`surface_variant_ids`] of every word, in one pass over the vocabulary (large vocabularies make a pass per
+    word the slow part of setting up an evaluation)."""
+    keys: dict[str, list[str]] = {}
+    for word in words:
+        keys.setdefault(word.strip().lower(), []).append(word)
+    found: dict[str, list[int]] = {word: [] for word in words}
+    for token, index in tokenizer.get_vocab().items():
+        if token.startswith("##"):
+            continue
+        for word in keys.get(token.lstrip(_BOUNDARY_MARKERS).lower(), ()):
+            found[word].append(index)
+    return {word: sorted(ids) for word, ids in found.items()}
+
+
+def class_token_ids(word_ids: Mapping[str, Sequence[int]], words: Mapping[str, Sequence[str]]) -> dict[str, list[int]]:
+    """Single-token surface-variant ids of every class (masked LMs) from each word's ids
+    ([`surface_variant_ids_of`]); a class whose words are all several tokens has none (its probability comes from
+    its multi-token spellings).
 
     Raises:
         EvaluationError: when two classes share a token.
     """
-    ids = {
-        name: sorted({i for word in class_words for i in surface_variant_ids(tokenizer, word)})
-        for name, class_words in words.items()
-    }
+    ids = {name: sorted({i for word in class_words for i in word_ids[word]}) for name, class_words in words.items()}
     names = list(ids)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -120,15 +128,13 @@ class ClassProbabilityScorer:
         self.objective = objective
         self.classes = list(words)
         self.surface_variants = not objective.class_tokens_per_row
-        variants = class_token_ids(objective.tokenizer, words) if self.surface_variants else {}
+        word_ids = {}
+        if self.surface_variants:
+            word_ids = surface_variant_ids_of(objective.tokenizer, [w for name in self.classes for w in words[name]])
+        variants = class_token_ids(word_ids, words) if self.surface_variants else {}
         self.variant_ids = {name: torch.tensor(variants.get(name, []), dtype=torch.long) for name in self.classes}
         self._variant_class = {int(i): c for c, name in enumerate(self.classes) for i in variants.get(name, [])}
-        self._single_words = {
-            word
-            for name in self.classes
-            for word in words[name]
-            if self.surface_variants and surface_variant_ids(objective.tokenizer, word)
-        }
+        self._single_words = {word for word, ids in word_ids.items() if ids}
         # Shorter rows batched together waste less compute on padding.
         order = sorted(range(len(masked)), key=lambda i: len(masked[i]))
         self.order = torch.tensor(order, dtype=torch.long)
@@ -145,20 +151,19 @@ class ClassProbabilityScorer:
         slots: list[list[str]] = [[] for _ in texts]
         classes: list[list[int]] = [[] for _ in texts]
         owner: list[dict[tuple[int, ...], int]] = [{} for _ in texts]  # token sequence -> its class, per row
-        singles: list[list[str]] = [[] for _ in texts]  # one-token spellings: candidates for the one-mask input
+        singles: list[str] = []  # spellings of single-token words: candidates for the one-mask input
         for index, name in enumerate(self.classes):
             for word in words[name]:
-                # A word with single-token surface variants counts through them alone, exactly as before multi-token
-                # words were supported; only a word without any counts its multi-token spellings.
-                single = word in self._single_words
+                # A word with single-token surface variants counts through them alone (the one-mask distribution),
+                # exactly as before multi-token words were supported, so its spellings need no tokenising here;
+                # only a word without any counts its multi-token spellings.
+                if word in self._single_words:
+                    singles.extend(spellings(word, self.surface_variants))
+                    continue
                 for spelling in spellings(word, self.surface_variants):
                     for row, ids in enumerate(self._tokens_of(texts, spelling, name, required=spelling == word)):
                         key = tuple(ids)
                         variant = self.surface_variants and len(key) == 1
-                        if single and not variant:
-                            continue
-                        if variant:
-                            singles[row].append(spelling)
                         known = self._variant_class.get(key[0]) if variant else None
                         is_new = False  # a surface variant counts through the one-mask distribution
                         if known is None:
@@ -191,9 +196,11 @@ class ClassProbabilityScorer:
         anchors = None
         if with_variants:
             anchors = []
+            # The row's own word is the anchor almost always: one batched tokenisation checks it on every row.
+            factual_is_one = self._are_one_token(texts, factual)
             for row, text in enumerate(texts):
-                candidates = [factual[row], *singles[row]]
-                anchor = next((w for w in candidates if self._is_one_token(text, w)), None)
+                candidates = [factual[row]] if factual_is_one[row] else singles
+                anchor = next((w for w in candidates if factual_is_one[row] or self._is_one_token(text, w)), None)
                 if anchor is None:
                     raise EvaluationError(
                         f"No word of the classes is one token at {text[:60]!r}, so the single-token spellings "
@@ -214,6 +221,13 @@ class ClassProbabilityScorer:
             anchor_reads = torch.empty(batch.num_rows, dtype=torch.long)
             anchor_reads[batch.target_rows[first]] = batch.target_reads[first]
         return _Chunk(batch, slot_class, anchor_reads)
+
+    def _are_one_token(self, texts: list[str], words: list[str]) -> list[bool]:
+        """Whether each row's word is one token there (batched; row by row only when some row cannot take its word)."""
+        try:
+            return [len(ids) == 1 for ids in self.objective.word_tokens(texts, words)]
+        except ObjectiveError:
+            return [self._is_one_token(text, word) for text, word in zip(texts, words)]
 
     def _is_one_token(self, text: str, word: str) -> bool:
         try:
