@@ -9,7 +9,8 @@ alternate (before, after, before, after, …) so that the machine's noise hits b
 - group gradients (training): one forward pass for the factual and alternative words of a batch and the gradients
   of the alternative and diff kinds;
 - per-example encodings (evaluation): batched forward-mode AD over the rows;
-- class probabilities (decoder evaluation): tokenising the rows once, then scoring one state of the model.
+- class probabilities (decoder evaluation): tokenising the rows once, then scoring one state of the model;
+- the language-modelling score (decoder evaluation): scoring one state of the model on neutral texts.
 
 Each on a masked LM (BERT) and a causal LM (Llama), all words single tokens (`he`/`she`). Prints the median time of
 every workload for both trees and the ratio before / after (>1 means the working tree is faster; ≈1 means the same).
@@ -39,12 +40,13 @@ import json, statistics, sys, time
 import torch
 torch.set_num_threads(1)
 from gradiend_hf import GradiendModel
+from gradiend_hf.evaluation.lms import LanguageModelingScorer
 from gradiend_hf.evaluation.probabilities import ClassProbabilityScorer
 from gradiend_hf.gradients import encode_rows, group_gradients
 from gradiend_hf.objectives import get_objective
 from gradiend_hf.testing_utils import masked_rows, tiny_model
 
-hidden, layers, rows, repeats = (int(v) for v in sys.argv[1:5])
+hidden, layers, rows, repeats, vocab = (int(v) for v in sys.argv[1:6])
 
 def median_time(fn):
     fn()  # warm-up: first-call allocations and lazy imports are not the workload
@@ -58,6 +60,9 @@ def median_time(fn):
 result = {}
 for family, objective_name in (("bert", "masked_lm"), ("llama", "causal_lm")):
     model, tokenizer = tiny_model(family, hidden=hidden, layers=layers)
+    if vocab > len(tokenizer):
+        # The vocabulary of a real tokenizer (bert-base: 30522) makes the LM head as costly as it is in practice.
+        model.resize_token_embeddings(vocab)
     objective = get_objective(objective_name, tokenizer)
     gradiend = GradiendModel.from_base_model(model)
     names = gradiend.param_names
@@ -75,13 +80,18 @@ for family, objective_name in (("bert", "masked_lm"), ("llama", "causal_lm")):
     scorer = ClassProbabilityScorer(objective, masked, factual, words)
     with torch.no_grad():
         result[f"{family} class-probability scoring"] = median_time(lambda: scorer(model))
+    texts = [m.replace("[MASK]", f) for m, f in zip(masked, factual)] * 4
+    lms = LanguageModelingScorer(tokenizer, texts, objective.name)
+    with torch.no_grad():
+        result[f"{family} LMS scoring"] = median_time(lambda: lms(model))
 print("RESULT " + json.dumps(result))
 """
 
 
 def run_child(tree: Path, args) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    command = [sys.executable, "-c", CHILD, str(args.hidden), str(args.layers), str(args.rows), str(args.repeats)]
+    sizes = (args.hidden, args.layers, args.rows, args.repeats, args.vocab)
+    command = [sys.executable, "-c", CHILD, *(str(size) for size in sizes)]
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
@@ -97,6 +107,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--rows", type=int, default=32)
+    parser.add_argument("--vocab", type=int, default=30522, help="vocabulary size of the models (bert-base's)")
     parser.add_argument("--quick", action="store_true", help="one round, 2 repeats, a smaller model")
     args = parser.parse_args()
     if args.quick:
@@ -118,7 +129,7 @@ def main() -> None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before_tree)], check=False)
     print(
         f"Single-token workloads, before = {revision} ({args.rev}), after = the working tree; tiny models hidden "
-        f"{args.hidden}, {args.layers} layers, {args.rows} rows; median of {args.rounds} x {args.repeats} calls."
+        f"{args.hidden}, {args.layers} layers, vocabulary {args.vocab}, {args.rows} rows; median of {args.rounds} x {args.repeats} calls."
     )
     print(f"{'workload':36} {'before s':>10} {'after s':>10} {'before/after':>13}")
     for workload in runs["before"][0]:

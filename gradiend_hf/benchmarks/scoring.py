@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..evaluation.runtime import eval_mode, model_device
-from ..objectives import Objective, detect_objective, objective_class
+from ..objectives import Objective, detect_objective, logits_at, objective_class
 from .errors import BenchmarkError
 
 
@@ -184,8 +184,8 @@ def log_probs(
             targets = [probes[i][0][p] for i in chunk for p in probes[i][1]]
             # Right padding: the real tokens keep positions 0..n-1, so no position ids are needed.
             input_ids, attention_mask = _pad(inputs, pad_id, device)
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-            picked = logits[torch.tensor(rows, device=device), torch.tensor(cols, device=device)].float()
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            picked = logits_at(model, inputs, torch.tensor(rows), torch.tensor(cols)).float()
             chosen = picked.gather(-1, torch.tensor(targets, device=device).unsqueeze(-1)).squeeze(-1)
             values = chosen - torch.logsumexp(picked, dim=-1)
             _check_finite(values)

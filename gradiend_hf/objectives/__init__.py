@@ -4,6 +4,7 @@
 from .base import IGNORE_INDEX, MASK, Objective, split_masked
 from .batch import ObjectiveBatch
 from .causal_lm import CausalLMObjective
+from .logits import logits_at, separable_head
 from .masked_lm import MaskedLMObjective
 from .registry import (
     OBJECTIVE_CLASSES,
@@ -32,8 +33,10 @@ __all__ = [
     "detect_objective",
     "get_objective",
     "is_single_token",
+    "logits_at",
     "max_input_length",
     "objective_class",
     "objective_of_config",
+    "separable_head",
     "split_masked",
 ]

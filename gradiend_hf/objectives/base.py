@@ -13,8 +13,6 @@ training row, or any number of words to score. A word (or phrase) may be several
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Sequence
 
 import torch
@@ -23,6 +21,7 @@ from torch import nn
 
 from ..data.schema import MASK
 from .batch import BatchBuilder, ObjectiveBatch
+from .logits import accepts, logits_at
 from .words import ObjectiveError, UnrepresentableWordError, word_span
 
 
@@ -274,19 +273,9 @@ class Objective:
         """Log-probabilities over the vocabulary at each read of the batch, shape `(reads, vocab)`, in one forward
         pass over all its sequences."""
         inputs = batch.model_inputs()
-        if "position_ids" in inputs and not _accepts(model, "position_ids"):
+        if "position_ids" in inputs and not accepts(model, "position_ids"):
             inputs.pop("position_ids")
-        positions = batch.read_positions
-        first = int(positions.min())
-        if first > 0 and _accepts(model, "logits_to_keep"):
-            # Left-padded causal rows read only their last positions: the LM head (vocab × hidden) runs on those
-            # instead of on every token, in the forward and the backward pass (one position for single tokens).
-            logits = model(**inputs, logits_to_keep=batch.input_ids.shape[1] - first).logits
-            positions = positions - first
-        else:
-            logits = model(**inputs).logits
-        device = logits.device
-        return logits[batch.read_sequences.to(device), positions.to(device)].float().log_softmax(-1)
+        return logits_at(model, inputs, batch.read_sequences, batch.read_positions).float().log_softmax(-1)
 
     def word_log_probs(self, model: nn.Module, batch: ObjectiveBatch) -> torch.Tensor:
         """Log-probability of every word of every row, shape `(rows, slots)`: the sum of its tokens' log-probs
@@ -299,16 +288,3 @@ class Objective:
         cross-entropy of the word's tokens (the negative log-probability of the whole word)."""
         log_probs = self.word_log_probs(model, batch)
         return -log_probs[:, 0], -log_probs[:, 1]
-
-
-def _accepts(model: nn.Module, argument: str) -> bool:
-    """Whether the model's `forward` takes `argument` (looked up once per model class: this runs every forward)."""
-    return _forward_accepts(type(getattr(model, "wrapped_model", model)), argument)
-
-
-@functools.cache
-def _forward_accepts(model_class: type, argument: str) -> bool:
-    try:
-        return argument in inspect.signature(model_class.forward).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return True

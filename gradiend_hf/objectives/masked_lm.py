@@ -18,6 +18,7 @@ from torch import nn
 
 from .base import IGNORE_INDEX, Located, Objective
 from .batch import BatchBuilder
+from .logits import logits_at
 from .words import ObjectiveError
 
 
@@ -97,9 +98,9 @@ class MaskedLMObjective(Objective):
         """`{"lms": accuracy}` of predicting the masked tokens."""
         correct = total = 0
         for ids, mask, target in batches:
-            logits = model(input_ids=ids, attention_mask=mask).logits
             scored = target != IGNORE_INDEX
-            picked = logits[scored].float()
+            sequences, positions = scored.nonzero(as_tuple=True)
+            picked = logits_at(model, {"input_ids": ids, "attention_mask": mask}, sequences, positions).float()
             # A position whose logits are not finite cannot count as a correct prediction.
             hit = (picked.argmax(-1) == target[scored]) & torch.isfinite(picked).all(-1)
             correct += int(hit.sum())

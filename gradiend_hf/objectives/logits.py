@@ -1,0 +1,95 @@
+"""Logits only where they are read.
+
+A language model's head maps every position's hidden state to a vocabulary-sized row of logits; for a model with a
+small backbone and a large vocabulary (tiny BERT: hidden 64, vocabulary 30522) the head is most of the forward
+pass. GRADIEND reads the logits at a few positions only (the masks of a row, the masked tokens of an LMS text, the
+positions before a causal LM's target), so the head runs on those alone:
+
+- a masked LM whose head is one module applied to the backbone's last hidden state (`cls` of BERT, `lm_head` of
+  RoBERTa, `predictions` of ALBERT): the backbone runs on the whole input, the head on the read positions;
+- a causal LM whose forward takes `logits_to_keep`: only the last positions from the first one read on;
+- any other model: the whole forward, the read positions picked afterwards.
+
+The logits of the read positions are the same in every case (the head is applied row by row); tests compare each
+route with the model's own forward.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+import torch
+from torch import nn
+
+
+# Attribute names of a masked LM's head that `forward` applies to the backbone's last hidden state and nothing else.
+# A head taking more than the hidden states (XLM's `pred_layer`, DeBERTa-v2's `lm_predictions`) is not one of them.
+SEPARABLE_HEAD_NAMES = ("cls", "lm_head", "predictions")
+
+
+def accepts(model: nn.Module, argument: str) -> bool:
+    """Whether the model's `forward` takes `argument` (looked up once per model class: this runs every forward)."""
+    return _forward_accepts(type(getattr(model, "wrapped_model", model)), argument)
+
+
+@functools.cache
+def _forward_accepts(model_class: type, argument: str) -> bool:
+    try:
+        return argument in inspect.signature(model_class.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return True
+
+
+def separable_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """`(backbone, head)` of a masked LM whose logits are `head(backbone(...)[0])`, else `None`.
+
+    Only a `...ForMaskedLM` whose parameters live in exactly two children, its backbone (`base_model_prefix`) and one
+    head named in `SEPARABLE_HEAD_NAMES`, qualifies: a head split into several modules (DistilBERT), a wrapper
+    (PEFT, steering) or any other model class keeps its own forward.
+    """
+    if not type(model).__name__.endswith("ForMaskedLM"):
+        return None
+    backbone = getattr(model, getattr(model, "base_model_prefix", "") or "", None)
+    if not isinstance(backbone, nn.Module):
+        return None
+    with_parameters = [
+        (name, child) for name, child in model.named_children() if next(child.parameters(), None) is not None
+    ]
+    heads = [(name, child) for name, child in with_parameters if child is not backbone]
+    if len(with_parameters) != 2 or len(heads) != 1 or heads[0][0] not in SEPARABLE_HEAD_NAMES:
+        return None
+    return backbone, heads[0][1]
+
+
+def logits_at(
+    model: nn.Module, inputs: dict[str, torch.Tensor], sequences: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
+    """The logits of `model` at the positions `(sequences[i], positions[i])` of its input batch.
+
+    Args:
+        model (`nn.Module`): The language model.
+        inputs (`dict[str, torch.Tensor]`): Its forward's inputs (`input_ids`, `attention_mask`, …), shape
+            `(batch, length)` each.
+        sequences (`torch.LongTensor` of shape `(reads,)`), positions (`torch.LongTensor` of shape `(reads,)`): The
+            row and position of each read.
+
+    Returns:
+        `torch.Tensor` of shape `(reads, vocab)`: the logits, in the model's dtype.
+    """
+    split = separable_head(model)
+    if split is not None:
+        backbone, head = split
+        hidden = backbone(**inputs)[0]
+        device = hidden.device
+        return head(hidden[sequences.to(device), positions.to(device)])
+    first = int(positions.min()) if positions.numel() else 0
+    if first > 0 and accepts(model, "logits_to_keep"):
+        # Left-padded causal rows read only their last positions: the LM head (vocab × hidden) runs on those
+        # instead of on every token, in the forward and the backward pass (one position for single tokens).
+        logits = model(**inputs, logits_to_keep=inputs["input_ids"].shape[1] - first).logits
+        positions = positions - first
+    else:
+        logits = model(**inputs).logits
+    device = logits.device
+    return logits[sequences.to(device), positions.to(device)]
