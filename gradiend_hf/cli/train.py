@@ -23,32 +23,25 @@ from .parsing import parse_config
 
 
 def parse_classes(classes):
-    if classes is None or isinstance(classes, dict):
-        return classes
-    try:
-        value = json.loads(classes)
-    except json.JSONDecodeError:
-        raise GradiendError(
-            f'`classes` must be a mapping like {{"M": ["he"], "F": ["she"]}}, got {classes!r}'
-        ) from None
-    if not isinstance(value, dict):
-        raise GradiendError(f"`classes` must be a mapping of class name to words, got {classes!r}")
-    return value
+    """The `classes` of a config: a mapping as it is, a JSON string (a command-line flag) decoded."""
+    return _parse_json(classes, "classes", dict, '{"M": ["he"], "F": ["she"]}')
 
 
 def parse_pairs(pairs):
     """The `pairs` table of a config: a list as it is, a JSON string (a command-line flag) decoded."""
-    if pairs is None or isinstance(pairs, list):
-        return pairs
+    return _parse_json(pairs, "pairs", list, '[["he", "she"], ["his", "her"]]')
+
+
+def _parse_json(value, name: str, kind: type, example: str):
+    if value is None or isinstance(value, kind):
+        return value
     try:
-        value = json.loads(pairs)
-    except json.JSONDecodeError:
-        value = None
-    if not isinstance(value, list):
-        raise GradiendError(
-            f'`pairs` must be a list of word forms like [["he", "she"], ["his", "her"]], got {pairs!r}'
-        )
-    return value
+        decoded = json.loads(value)
+    except (json.JSONDecodeError, TypeError):
+        decoded = None
+    if not isinstance(decoded, kind):
+        raise GradiendError(f"`{name}` must be a {kind.__name__} like {example}, got {value!r}")
+    return decoded
 
 
 def load_feature_rows(model_args: ModelArguments, data_args: DataArguments, seed: int):
