@@ -40,7 +40,9 @@ def class_words(dataset, classes: Sequence[str], error: type[Exception] = Featur
         for column, class_column in (("factual", "factual_class"), ("alternative", "alternative_class")):
             if column not in split.column_names:
                 continue
-            for word, name in zip(split[column], split[class_column]):
+            # Two columns read at once: iterating a `Column` formats row by row (100x slower on gender-en).
+            values = split.select_columns([column, class_column]).to_dict()
+            for word, name in zip(values[column], values[class_column]):
                 if name in words:
                     words[name][word] = None
     for name, found in words.items():

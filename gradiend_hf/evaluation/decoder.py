@@ -23,6 +23,7 @@ from ..rewrite import RewriteSession
 from .feature_factor import feature_classes_and_positive, feature_factor_for
 from .lms import LanguageModelingScorer
 from .metrics import EvaluationError, balance_score
+from .prefix_cache import FrozenPrefix
 from .probabilities import ClassProbabilityScorer
 from .rows import check_usable, class_words, neutral_texts, resolve_split, sample_by_class, sample_texts
 from .runtime import eval_mode, model_device
@@ -127,6 +128,7 @@ def evaluate_decoder(
     seed: int = 0,
     lms_ratio: float = 0.99,
     show_progress: bool = False,
+    reuse_lower_layers: bool = True,
 ) -> DecoderReport:
     """Evaluates rewrites of the base model over a grid of feature factors and learning rates and selects one.
 
@@ -165,6 +167,9 @@ def evaluate_decoder(
         seed (`int`, *optional*, defaults to 0): Seed of the samples and of the LMS masks.
         lms_ratio (`float`, *optional*, defaults to 0.99): Share of the base LMS a selected rewrite keeps.
         show_progress (`bool`, *optional*, defaults to `False`): Show a progress bar over the grid.
+        reuse_lower_layers (`bool`, *optional*, defaults to `True`): When the GRADIEND covers only upper layers,
+            compute the hidden states below the first covered layer once and reuse them at every grid point (same
+            results; see [`gradiend_hf.evaluation.prefix_cache.FrozenPrefix`]).
 
     Returns:
         [`DecoderReport`] with `.grid`, `.base` and `.selected`.
@@ -231,8 +236,13 @@ def evaluate_decoder(
         return result
 
     points = sorted((ff, lr) for ff in ffs for lr in lrs)
-    with eval_mode(base_model), torch.no_grad():
+    with (
+        eval_mode(base_model),
+        torch.no_grad(),
+        FrozenPrefix(base_model, gradiend.param_names, reuse_lower_layers) as prefix,
+    ):
         base = score(0.0, 0.0)
+        prefix.stop_recording()
         records = []
         with RewriteSession(base_model, gradiend) as session:
             for ff, lr in tqdm(points, desc="decoder grid", disable=not show_progress):

@@ -1,0 +1,220 @@
+"""The hidden states below the first layer a GRADIEND covers, computed once for every grid point.
+
+A rewrite `θ + lr · u(ff)` changes only the parameters the GRADIEND covers. When those all lie in the upper layers
+of the base model (the demo covers the last six of SmolLM2's thirty), every layer below the first covered one sees
+the same input and computes the same output at every point of a decoder grid. [`FrozenPrefix`] records, on the
+first forward pass over a batch, the hidden states entering the first covered layer, and on every later pass over
+the same batch skips the layers below it and feeds the recorded states in instead. The embeddings (a lookup) still
+run, so everything a model derives from its inputs (attention masks, rotary positions) is computed as always.
+
+It stays off (every pass is the model's own) unless all of this holds:
+
+- the model has one stack of identical layers (the `nn.ModuleList` holding most parameters) whose layers return a
+  tensor (transformers 5) and take the hidden states first;
+- no covered parameter is used before the first covered layer (embeddings, tied weights, earlier layers), checked
+  by the modules that actually ran before it;
+- on the first pass that could reuse the states, recomputing them gives the recorded ones (a check of the whole
+  assumption at a rewritten state, done once).
+
+The results are the same as without it (bit for bit on the CPU): the layers from the first covered one on receive the
+tensors they would have computed (tests compare whole decoder grids).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+
+logger = logging.getLogger(__name__)
+
+
+def layer_stack(model: nn.Module) -> nn.ModuleList | None:
+    """The model's stack of transformer layers: the `nn.ModuleList` of two or more modules of one class that holds
+    the most parameters (`None` when there is none)."""
+    best, best_size = None, 0
+    for module in model.modules():
+        if not isinstance(module, nn.ModuleList) or len(module) < 2:
+            continue
+        if len({type(layer) for layer in module}) != 1:
+            continue
+        size = sum(p.numel() for p in module.parameters())
+        if size > best_size:
+            best, best_size = module, size
+    return best
+
+
+def first_covered_layer(stack: nn.ModuleList, covered: list[nn.Parameter]) -> int | None:
+    """Index of the lowest layer of `stack` holding a covered parameter (`None` when none does)."""
+    covered_ids = {id(p) for p in covered}
+    for index, layer in enumerate(stack):
+        if any(id(p) in covered_ids for p in layer.parameters()):
+            return index
+    return None
+
+
+class FrozenPrefix:
+    """Reuses the hidden states below the first covered layer over repeated passes of the same batches.
+
+    Use as a context manager around the scoring of many rewrites of one model (see the module docstring); outside
+    of it, or when a condition fails, the model runs as always. Batches are recognised by the storage of their
+    `input_ids` (the scorers keep their tensors), checked for equal content.
+
+    Args:
+        model (`nn.Module`): The base model (not changed, apart from hooks removed on exit).
+        covered_names (`list[str]`): The names of the parameters the GRADIEND covers.
+        enabled (`bool`, *optional*, defaults to `True`): `False` makes the context do nothing.
+    """
+
+    def __init__(self, model: nn.Module, covered_names: list[str], enabled: bool = True):
+        self.model = model
+        parameters = dict(model.named_parameters())
+        self.covered = [parameters[name] for name in covered_names if name in parameters]
+        self.stack = layer_stack(model)
+        self.first = first_covered_layer(self.stack, self.covered) if self.stack is not None else None
+        self.enabled = enabled and bool(self.first) and len(self.covered) == len(covered_names)
+        self._open = True  # new batches are recorded until `stop_recording`
+        self.reused_passes = 0
+        self._records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (ids, its copy, hidden states)
+        self._handles = []
+        self._note_handles = []  # on every module, only until the first pass has shown what runs before
+        self._saved_forwards: dict[int, object] = {}
+        self._replay: torch.Tensor | None = None  # the states to feed in during this pass
+        self._recording: torch.Tensor | None = None  # the ids of a pass whose states are recorded
+        self._checked = False
+        self._check_against: torch.Tensor | None = None
+        self._ran_before: set[int] | None = set()
+
+    def __enter__(self) -> FrozenPrefix:
+        if not self.enabled:
+            return self
+        embeddings = self.model.get_input_embeddings()
+        self._handles.append(embeddings.register_forward_pre_hook(self._on_embedding))
+        self._handles.append(
+            self.stack[self.first].register_forward_pre_hook(self._on_first_covered, with_kwargs=True)
+        )
+        for layer in self.stack[: self.first]:
+            self._saved_forwards[id(layer)] = layer.__dict__.get("forward")
+            layer.forward = self._skipping(layer, layer.forward)
+        # Which modules run before the first covered layer: their parameters must not be covered.
+        self._note_handles = [module.register_forward_pre_hook(self._note_module) for module in self.model.modules()]
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        for handle in self._handles + self._note_handles:
+            handle.remove()
+        self._handles.clear()
+        self._note_handles.clear()
+        if self.stack is not None:
+            for layer in self.stack[: self.first or 0]:
+                if id(layer) in self._saved_forwards:
+                    saved = self._saved_forwards.pop(id(layer))
+                    if saved is None:
+                        del layer.forward
+                    else:
+                        layer.forward = saved
+        self._records.clear()
+        self._replay = self._recording = None
+        return False
+
+    def stop_recording(self) -> None:
+        """Records no new batches from now on (call it after the unchanged model's pass over every batch): a batch
+        seen for the first time later runs as always, so memory does not grow with inputs built anew per pass."""
+        self._open = False
+
+    # -- hooks ------------------------------------------------------------------------------------------------
+
+    def _note_module(self, module, args) -> None:
+        if self._ran_before is not None and self._recording is not None:
+            self._ran_before.add(id(module))
+
+    def _on_embedding(self, module, args) -> None:
+        """Start of a pass: reuse the states of a known batch, else record them."""
+        self._replay = self._recording = None
+        if not self.enabled or not args or not isinstance(args[0], torch.Tensor):
+            return
+        ids = args[0]
+        # A model may pass on a view of the batch's ids (GPT-2 reshapes them): the same storage and shape, and the
+        # same content, is the same batch.
+        record = next((r for r in self._records if _same_storage(r[0], ids)), None)
+        if record is not None and torch.equal(record[1], ids):
+            if self._checked:
+                self._replay = record[2]
+                self.reused_passes += 1
+                return
+            # The first chance to reuse: compute the states again and check they are the recorded ones.
+            self._recording = ids
+            self._check_against = record[2]
+            return
+        if record is None and self._open:
+            self._recording = ids
+
+    def _on_first_covered(self, module, args, kwargs):
+        if self._replay is not None:
+            states = self._replay
+            self._replay = None
+            return _with_hidden_states(args, kwargs, states)
+        if self._recording is None:
+            return None
+        states = args[0] if args else kwargs.get("hidden_states")
+        if not isinstance(states, torch.Tensor):
+            self._disable("the first covered layer does not take the hidden states first")
+            return None
+        if self._ran_before is not None:
+            self._check_prefix_parameters()
+        check, self._check_against = self._check_against, None
+        if check is not None:
+            # Equal up to rounding: a device whose kernels are not deterministic may differ in the last bits.
+            if check.shape == states.shape and torch.allclose(check, states.detach(), rtol=1e-5, atol=1e-6):
+                self._checked = True
+            else:
+                self._disable("recomputing the states below the first covered layer gave other values")
+        else:
+            ids = self._recording
+            self._records.append((ids, ids.detach().clone(), states.detach().clone()))
+        self._recording = None
+        return None
+
+    def _skipping(self, layer: nn.Module, forward):
+        def skip_or_run(*args, **kwargs):
+            if self._replay is not None:
+                return args[0] if args else kwargs["hidden_states"]
+            output = forward(*args, **kwargs)
+            if not isinstance(output, torch.Tensor):
+                self._disable(f"{type(layer).__name__} returns {type(output).__name__}, not a tensor")
+            return output
+
+        return skip_or_run
+
+    # -- checks -----------------------------------------------------------------------------------------------
+
+    def _check_prefix_parameters(self) -> None:
+        """No covered parameter may belong to a module that ran before the first covered layer."""
+        ran, self._ran_before = self._ran_before, None
+        for handle in self._note_handles:  # a Python call per module and pass is not free
+            handle.remove()
+        self._note_handles.clear()
+        covered = {id(p) for p in self.covered}
+        for module in self.model.modules():
+            if id(module) in ran and any(id(p) in covered for p in module.parameters(recurse=False)):
+                self._disable(f"a covered parameter of {type(module).__name__} is used before the first covered layer")
+                return
+
+    def _disable(self, why: str) -> None:
+        if self.enabled:
+            logger.info("Not reusing the hidden states below the first covered layer: %s.", why)
+        self.enabled = False
+        self._records.clear()
+        self._replay = None
+
+
+def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.device == b.device
+
+
+def _with_hidden_states(args, kwargs, states):
+    if args:
+        return (states, *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": states}
