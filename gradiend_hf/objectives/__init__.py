@@ -15,6 +15,7 @@ from .registry import (
     objective_class,
     objective_of_config,
 )
+from .seq2seq import Seq2SeqObjective
 from .words import ObjectiveError, UnrepresentableWordError
 
 
@@ -28,6 +29,7 @@ __all__ = [
     "Objective",
     "ObjectiveBatch",
     "ObjectiveError",
+    "Seq2SeqObjective",
     "UnrepresentableWordError",
     "detect_objective",
     "get_objective",

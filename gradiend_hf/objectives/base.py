@@ -50,6 +50,22 @@ def split_masked(text: str) -> tuple[str, str]:
 Located = tuple[list[int], int, int, str]
 
 
+def check_shared_context(text: str, slots: Sequence[Located]) -> None:
+    """Checks that every word of a row leaves the tokens before and after the blank as the first word does (a
+    bidirectional model reads them once for all words).
+
+    Raises:
+        ObjectiveError: naming the two words and the row.
+    """
+    reference, first, stop, word = slots[0]
+    for ids, other_first, other_stop, other in slots[1:]:
+        if ids[:other_first] != reference[:first] or ids[other_stop:] != reference[stop:]:
+            raise ObjectiveError(
+                f"Filling the blank with {word!r} or {other!r} changes the tokens around it in {text[:80]!r}; "
+                "the words must share their context."
+            )
+
+
 class Objective:
     """Turns masked rows into an [`ObjectiveBatch`] and scores the base model on it.
 
