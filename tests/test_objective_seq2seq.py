@@ -3,13 +3,18 @@ tokens, one-forward gradients from separate `.backward()` passes, batched `jvp` 
 probabilities from the plain chain-rule product, LMS from a hand loop; training, saving, the decoder grid, PEFT
 export, encoder/decoder parameter selection and the card on tiny T5 and BART."""
 
+import json
 import math
+import warnings
 
 import pytest
 import torch
+from peft import PeftModel
 from transformers import AutoModelForSeq2SeqLM
 
-from gradiend_hf import GradiendModel
+from gradiend_hf import GradiendModel, GradiendTrainer, GradiendTrainingArguments
+from gradiend_hf.data import load_builtin
+from gradiend_hf.evaluation import evaluate_decoder
 from gradiend_hf.evaluation.lms import LanguageModelingScorer
 from gradiend_hf.evaluation.probabilities import ClassProbabilityScorer
 from gradiend_hf.gradients import encode_rows, encode_rows_loop, group_gradients
@@ -232,3 +237,108 @@ def test_a_tokenizer_without_mask_or_sentinels_is_refused():
         get_objective("seq2seq_lm", tiny_model("bart")[1]).losses(
             model, get_objective("seq2seq_lm", tiny_model("bart")[1]).prepare(*masked_rows(1))
         )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# training, saving, the decoder grid, PEFT export, the card
+# ---------------------------------------------------------------------------------------------------------------------
+
+# BART's decoder re-reads the sentence up to the blank, so a word's gradient carries a large part that is the same for
+# both classes (the prefix tokens' embeddings); the factual − alternative difference cancels it.
+SOURCES = {"t5": "alternative", "bart": "diff"}
+STEPS = {"t5": 20, "bart": 40}  # T5 is at correlation 1.0 after 20 steps, BART at 0.95 after 40
+
+
+@pytest.fixture(scope="module")
+def trained(family, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp(f"train-{family}")
+    model, tokenizer = tiny_model(family)
+    torch.manual_seed(0)
+    gradiend = GradiendModel.from_base_model(model, source=SOURCES[family])
+    args = GradiendTrainingArguments(
+        str(output_dir),
+        max_steps=STEPS[family],
+        learning_rate=1e-3,
+        sentences_per_gradient=4,
+        eval_steps=10,
+        eval_max_rows=64,
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = GradiendTrainer(
+        model=gradiend,
+        base_model=model,
+        processing_class=tokenizer,
+        args=args,
+        train_dataset=load_builtin("gender-en"),
+    )
+    trainer.train()
+    return trainer, gradiend, model, tokenizer, output_dir
+
+
+def test_tiny_model_learns_the_gender_feature(trained):
+    trainer, gradiend, model, _, _ = trained
+    metrics = trainer.evaluate()
+    assert metrics["eval_correlation"] >= 0.9, metrics
+    assert gradiend.config.objective == "seq2seq_lm"
+    assert all(not p.requires_grad for p in model.parameters())
+
+
+def test_save_and_load_round_trip_is_bit_identical(trained, tmp_path):
+    _, gradiend, _, _, _ = trained
+    gradiend.save_pretrained(tmp_path)
+    loaded = GradiendModel.from_pretrained(tmp_path)
+    assert loaded.config.param_names == gradiend.config.param_names and loaded.config.objective == "seq2seq_lm"
+    own, other = gradiend.state_dict(), loaded.state_dict()
+    assert own.keys() == other.keys() and all(torch.equal(own[key], other[key]) for key in own)
+
+
+def test_decoder_grid_runs_and_restores_the_weights_exactly(trained):
+    _, gradiend, model, tokenizer, _ = trained
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    report = evaluate_decoder(
+        gradiend,
+        model,
+        tokenizer,
+        he_she_dataset(),
+        neutral_dataset(),
+        target_class="F",
+        learning_rates=[1e-2, 1.0, 100.0],
+        max_rows=12,
+        lms_max_texts=24,
+    )
+    assert len(report.grid) == 3 and report.base["lms"] > 0
+    assert report.grid["lms"].iloc[-1] != report.base["lms"]  # the rewrites were really applied
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_model_card_names_the_seq2seq_objective(trained):
+    trainer, _, _, _, output_dir = trained
+    trainer.create_model_card()
+    card = (output_dir / "README.md").read_text()
+    assert Seq2SeqObjective.description in card, card[:2000]
+
+
+def test_peft_export_of_a_t5_rewrite_merges_to_the_dense_rewrite(tmp_path):
+    model, _ = tiny_model("t5")
+    gradiend = GradiendModel.from_base_model(model)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for param in gradiend.decoder.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator))
+    report = gradiend.export_peft(model, 1.0, 1e-2, tmp_path, rank="full")
+    expected = gradiend.rewrite(model, 1.0, 1e-2)
+    adapter = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert adapter["task_type"] == "SEQ_2_SEQ_LM"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        merged = PeftModel.from_pretrained(tiny_model("t5")[0], tmp_path).merge_and_unload()
+    for name, param in expected.named_parameters(remove_duplicate=False):
+        scale = max(param.abs().max().item(), 1.0)
+        assert (merged.get_parameter(name) - param).abs().max().item() <= 1e-5 * scale, name
+    # The tied LM head got the shared embedding's delta, as the gradient did.
+    head, embedding = merged.get_output_embeddings().weight, expected.get_input_embeddings().weight
+    assert (head - embedding).abs().max() <= 1e-5 * embedding.abs().max()
+    assert report.relative_error < 1e-6

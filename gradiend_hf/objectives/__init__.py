@@ -14,6 +14,7 @@ from .registry import (
     max_input_length,
     objective_class,
     objective_of_config,
+    probe_inputs,
 )
 from .seq2seq import Seq2SeqObjective
 from .words import ObjectiveError, UnrepresentableWordError
@@ -37,5 +38,6 @@ __all__ = [
     "max_input_length",
     "objective_class",
     "objective_of_config",
+    "probe_inputs",
     "split_masked",
 ]

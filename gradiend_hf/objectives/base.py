@@ -273,6 +273,12 @@ class Objective:
             )
         return text
 
+    @classmethod
+    def probe_inputs(cls, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Model inputs that run a model of this family on the token ids `ids` `(batch, length)`, e.g. to check that
+        a rewritten model's logits are finite."""
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
     # -- language-modelling score (see gradiend_hf.evaluation.lms)
 
     def lms_example(self, ids: list[int], ordinary: list[int], rng, mask_rate: float):  # pragma: no cover

@@ -58,6 +58,16 @@ def detect_objective(model: nn.Module) -> str:
     )
 
 
+def probe_inputs(model: nn.Module, ids):
+    """Inputs that run `model` on the token ids `ids` (its family's [`Objective.probe_inputs`]; a model of no known
+    family gets `input_ids` and `attention_mask`)."""
+    try:
+        family = objective_class(detect_objective(model))
+    except ObjectiveError:
+        family = Objective
+    return family.probe_inputs(ids)
+
+
 def objective_of_config(config) -> str:
     """`"masked_lm"`, `"causal_lm"` or `"seq2seq_lm"` from a model config (its architectures; causal when unsure)."""
     if getattr(config, "is_encoder_decoder", False):

@@ -121,6 +121,11 @@ class Seq2SeqObjective(Objective):
         self._check_model(model)
         return super().target_log_probs(model, batch)
 
+    @classmethod
+    def probe_inputs(cls, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The ids for the encoder and, as any decoder input does for a probe, for the decoder too."""
+        return super().probe_inputs(ids) | {"decoder_input_ids": ids}
+
     # -- language-modelling score
 
     def lms_example(self, ids: list[int], ordinary: list[int], rng, mask_rate: float):
