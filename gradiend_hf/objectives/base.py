@@ -86,6 +86,7 @@ class Objective:
             (a causal LM reads the word after each row's prefix) or the single-token spellings are the same for every
             row (a masked LM's surface variants).
         description (`str`), lms_description (`str`): How model cards describe the objective and its LMS.
+        scores_benchmarks (`bool`): Whether the bias benchmarks (`gradiend_hf.benchmarks`) can score the family.
     """
 
     name: str = ""
@@ -99,6 +100,7 @@ class Objective:
     class_tokens_per_row: bool = False
     description: str = ""
     lms_description: str = ""
+    scores_benchmarks: bool = True
 
     @classmethod
     def auto_model_class(cls):

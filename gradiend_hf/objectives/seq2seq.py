@@ -54,6 +54,7 @@ class Seq2SeqObjective(Objective):
     peft_task_type = "SEQ_2_SEQ_LM"
     # Padding side, context words and `reads_right_context` are the interface's defaults (right, 0, 0, True).
     class_tokens_per_row = True
+    scores_benchmarks = False  # their probes are masked-LM or causal-LM inputs, with no decoder
     description = "seq2seq LM (the blank is the encoder's sentinel or mask token; the decoder writes the word)"
     lms_description = "1 / (1 + mean NLL of randomly masked tokens, reconstructed by the decoder)"
 
