@@ -76,8 +76,9 @@ class GradiendConfig(PretrainedConfig):
         target (`str`, *optional*, defaults to `"diff"`):
             Gradient the decoder reconstructs, same choices as `source`.
         objective (`str`, *optional*):
-            How the base model is scored: `"masked_lm"` or `"causal_lm"` (next token after the text before the
-            blank). Detected from the base model when not given.
+            How the base model is scored: `"masked_lm"`, `"causal_lm"` (next token after the text before the
+            blank) or `"seq2seq_lm"` (T5, BART: the decoder writes the blank). Detected from the base model when not
+            given.
         feature_classes (`list[str]`, *optional*):
             The two classes of the feature, e.g. `["M", "F"]`.
         positive_class (`str`, *optional*):

@@ -3,6 +3,10 @@
 By default a GRADIEND covers every parameter of the base model's backbone (`model.<base_model_prefix>`): all
 embeddings, layers, norms and biases, but not the prediction head. Heads tied to the input embeddings (BERT's MLM
 decoder, Llama's `lm_head` with `tie_word_embeddings`) are covered through the embedding they share.
+
+Encoder-decoder models (T5, BART): the backbone is the shared token embedding, the encoder and the decoder (T5 has no
+backbone attribute: its parameters but an untied LM head). `params="encoder"` or `params="decoder"` selects the
+parameters only that stack uses (the shared embedding belongs to neither; name it, e.g. `"shared.weight"`, to add it).
 """
 
 from __future__ import annotations
@@ -35,13 +39,57 @@ def backbone_prefix(model: nn.Module) -> str:
     return ""
 
 
+STACKS = ("encoder", "decoder")
+"""The named selections of an encoder-decoder model: the parameters only its encoder (or decoder) stack uses."""
+
+
 def backbone_parameter_names(model: nn.Module) -> list[str]:
-    """Names of the backbone's parameters, as they appear in `model.named_parameters()` (tied copies once)."""
+    """Names of the backbone's parameters, as they appear in `model.named_parameters()` (tied copies once).
+
+    A model with a head but no backbone attribute (T5) keeps all its parameters but an output embedding of its own:
+    that is the prediction head.
+    """
     prefix = backbone_prefix(model)
-    names = [name for name, _ in model.named_parameters()]
-    if not prefix:
-        return names
-    return [name for name in names if name.startswith(prefix + ".")]
+    named = list(model.named_parameters())
+    if prefix:
+        return [name for name, _ in named if name.startswith(prefix + ".")]
+    head = _own_output_embedding(model)
+    return [name for name, param in named if param is not head]
+
+
+def _own_output_embedding(model: nn.Module) -> nn.Parameter | None:
+    """The output embedding's weight when it is not tied to the input embedding, else `None`."""
+    try:
+        output, inputs = model.get_output_embeddings(), model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    weight = getattr(output, "weight", None)
+    if weight is None or weight is getattr(inputs, "weight", None):
+        return None
+    return weight
+
+
+def stack_parameter_names(model: nn.Module, stack: str) -> list[str]:
+    """Backbone parameters that only the encoder (`stack="encoder"`) or only the decoder of an encoder-decoder model
+    uses: the shared token embedding, which both stacks read, is in neither.
+
+    Raises:
+        GradiendParameterError: when the model is not an encoder-decoder model.
+    """
+    config = getattr(model, "config", None)
+    if not getattr(config, "is_encoder_decoder", False):
+        raise GradiendParameterError(
+            f"`params={stack!r}` selects a stack of an encoder-decoder model (T5, BART); {type(model).__name__} is "
+            "none. Pass parameter names or patterns instead."
+        )
+    modules = {"encoder": model.get_encoder(), "decoder": model.get_decoder()}
+    own = {id(p) for p in modules[stack].parameters()}
+    other = {id(p) for name, module in modules.items() if name != stack for p in module.parameters()}
+    return [
+        name
+        for name in backbone_parameter_names(model)
+        if id(model.get_parameter(name)) in own and id(model.get_parameter(name)) not in other
+    ]
 
 
 def select_parameters(model: nn.Module, params: str | Sequence[str] | None = None) -> list[str]:
@@ -53,7 +101,9 @@ def select_parameters(model: nn.Module, params: str | Sequence[str] | None = Non
         params (`str` or `Sequence[str]`, *optional*):
             Parameter names or `fnmatch` patterns (`*` matches any run of characters, including dots), e.g.
             `["*.layer.11.*"]` or `"model.layers.2*.mlp.*"`. Every match of every pattern is kept. Patterns are
-            matched against all parameters of the model (head included). `None` selects the backbone.
+            matched against all parameters of the model (head included). `None` selects the backbone; for an
+            encoder-decoder model `"encoder"` or `"decoder"` selects the parameters only that stack uses (see
+            [`stack_parameter_names`]).
 
     Returns:
         `list[str]`: The selected names in the order of `model.named_parameters()`.
@@ -66,6 +116,8 @@ def select_parameters(model: nn.Module, params: str | Sequence[str] | None = Non
         if not selected:
             raise GradiendParameterError(f"{type(model).__name__} has no parameters to select.")
         return selected
+    if isinstance(params, str) and params in STACKS:
+        return stack_parameter_names(model, params)
     patterns = [params] if isinstance(params, str) else list(params)
     if not patterns:
         raise GradiendParameterError(

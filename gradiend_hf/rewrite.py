@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import GradiendError, NonFiniteError
+from .objectives import probe_inputs
 from .params import check_parameters_match
 
 
@@ -48,7 +49,7 @@ def check_logits_finite(model: nn.Module, what: str = "The rewritten model") -> 
     was_training = model.training
     model.eval()
     try:
-        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        logits = model(**probe_inputs(model, ids)).logits
     finally:
         model.train(was_training)
     if not bool(torch.isfinite(logits).all()):

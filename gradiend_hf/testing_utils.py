@@ -1,7 +1,7 @@
 """Tiny language models and tokenizers built from configs, offline: for tests, examples and quick experiments.
 
-Every family the library supports is here: BERT, RoBERTa and DistilBERT (masked LMs), GPT-2 and Llama (causal LMs).
-Tokenizers are trained with the `tokenizers` library on a small corpus so that the pronouns the tests use are single
+Every family the library supports is here: BERT, RoBERTa and DistilBERT (masked LMs), GPT-2 and Llama (causal LMs),
+T5 and BART (seq2seq LMs). Tokenizers are trained with the `tokenizers` library on a small corpus so that the pronouns the tests use are single
 tokens.
 """
 
@@ -15,6 +15,8 @@ import string
 import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
+    BartConfig,
+    BartForConditionalGeneration,
     BertConfig,
     BertForMaskedLM,
     DistilBertConfig,
@@ -26,14 +28,20 @@ from transformers import (
     PreTrainedTokenizerFast,
     RobertaConfig,
     RobertaForMaskedLM,
+    T5Config,
+    T5ForConditionalGeneration,
 )
 
 from gradiend_hf.data import load_builtin
 
 
 FAMILIES = ("bert", "roberta", "distilbert", "gpt2", "llama")
+"""The masked and causal families (what most tests run over); the seq2seq ones are `SEQ2SEQ_FAMILIES`."""
 MASKED_FAMILIES = ("bert", "roberta", "distilbert")
 CAUSAL_FAMILIES = ("gpt2", "llama")
+SEQ2SEQ_FAMILIES = ("t5", "bart")
+T5_SENTINELS = 100
+"""Sentinel tokens `<extra_id_0>` … of the tiny T5 tokenizer, as many as the real one has."""
 
 _SUBJECTS = ["the doctor", "my sister", "the old man", "our teacher", "the girl", "his brother", "the pilot"]
 _VERBS = ["said that", "thought that", "knew that", "hoped that", "wrote that"]
@@ -120,10 +128,34 @@ def byte_bpe_tokenizer(style: str = "gpt2") -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="</s>", eos_token="</s>", pad_token="</s>")
 
 
+@functools.cache
+def sentencepiece_style_tokenizer() -> PreTrainedTokenizerFast:
+    """A T5-style tokenizer: BPE on `▁`-marked words (as SentencePiece writes them), `</s>` appended, `<pad>` = 0
+    (T5's decoder start), and the sentinel tokens `<extra_id_0>` … `<extra_id_99>` as special tokens."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    # Punctuation is split off as SentencePiece's T5 vocabulary mostly does, so a word before "." stays its own token.
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"), pre_tokenizers.Punctuation()]
+    )
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.BpeTrainer(vocab_size=3000, special_tokens=["<pad>", "</s>", "<unk>"])
+    tok.train_from_iterator(_word_level_corpus(), trainer)
+    sentinels = [f"<extra_id_{i}>" for i in range(T5_SENTINELS)]
+    tok.add_special_tokens([AddedToken(s, normalized=False, special=True) for s in sentinels])
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_special_tokens=sentinels
+    )
+
+
 def tokenizer_for(family: str) -> PreTrainedTokenizerFast:
     if family in ("bert", "distilbert"):
         return wordpiece_tokenizer()
-    if family == "roberta":
+    if family == "t5":
+        return sentencepiece_style_tokenizer()
+    if family in ("roberta", "bart"):  # BART uses RoBERTa's tokenizer
         return byte_bpe_tokenizer("roberta")
     if family == "llama":
         return byte_bpe_tokenizer("llama")
@@ -168,6 +200,31 @@ _FAMILY_SPECS = {
         128,
         {"special": True, "num_key_value_heads": 1, "tie_word_embeddings": True},
     ),
+    # T5 with relative positions (no position limit); transformers 5 always ties its LM head to the shared embedding.
+    "t5": (
+        T5Config,
+        T5ForConditionalGeneration,
+        ("d_model", "num_layers", "num_heads", "d_ff", None),
+        None,
+        {"eos": True, "start": "pad", "mirror": {"num_decoder_layers": "num_layers"}},
+    ),
+    # BART ties its LM head to the shared embedding; the decoder starts with `</s>` as in the real BART.
+    "bart": (
+        BartConfig,
+        BartForConditionalGeneration,
+        ("d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", "max_position_embeddings"),
+        128,
+        {
+            "special": True,
+            "start": "eos",
+            "mirror": {
+                "decoder_layers": "encoder_layers",
+                "decoder_attention_heads": "encoder_attention_heads",
+                "decoder_ffn_dim": "encoder_ffn_dim",
+            },
+            "forced_eos_token_id": None,
+        },
+    ),
 }
 
 
@@ -185,6 +242,15 @@ def tiny_model(family: str, seed: int = 0, hidden: int = 32, layers: int = 2, at
         values.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     if extra.pop("pad", True):
         values["pad_token_id"] = tokenizer.pad_token_id
+    if extra.pop("eos", False):
+        values["eos_token_id"] = tokenizer.eos_token_id
+    # Encoder-decoder configs size their decoder separately: the same as the encoder here.
+    values.update({name: values[same] for name, same in extra.pop("mirror", {}).items()})
+    if family == "t5":
+        values["d_kv"] = hidden // 2  # T5 does not derive the head size from d_model
+    start = extra.pop("start", None)
+    if start is not None:
+        values["decoder_start_token_id"] = getattr(tokenizer, f"{start}_token_id")
     config = config_class(vocab_size=len(tokenizer), attn_implementation=attn, **values, **extra)
     model = model_class(config)
     model.eval()

@@ -117,3 +117,10 @@ def test_a_decoder_grid_is_the_same_with_and_without_reuse(family):
     pd.testing.assert_frame_equal(reused.grid, plain.grid, check_exact=True)
     assert reused.selected == plain.selected
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_off_for_encoder_decoder_models(family):
+    model, _ = tiny_model(family, layers=4)
+    with FrozenPrefix(model, _upper_layer_names(model)) as prefix:
+        assert not prefix.enabled

@@ -5,6 +5,7 @@ from gradiend_hf.testing_utils import (  # noqa: F401, I001
     CORPUS,
     FAMILIES,
     MASKED_FAMILIES,
+    SEQ2SEQ_FAMILIES,
     _ENDS,
     _SUBJECTS,
     _VERBS,

@@ -43,10 +43,18 @@ def family_of(model: nn.Module | None = None, objective: str | type[Objective] |
 
     Raises:
         ObjectiveError: for an unknown objective name, or a model that is neither a masked nor a causal LM.
+        BenchmarkError: for a family the benchmarks cannot score (seq2seq LMs).
     """
     if isinstance(objective, type) and issubclass(objective, Objective):
-        return objective
-    return objective_class(objective if objective is not None else detect_objective(model))
+        family = objective
+    else:
+        family = objective_class(objective if objective is not None else detect_objective(model))
+    if not family.scores_benchmarks:
+        raise BenchmarkError(
+            f"The bias benchmarks score masked and causal LMs; {family.name} models are not supported yet. Evaluate "
+            "the rewrite with `evaluate_decoder` (class probabilities and LMS) instead."
+        )
+    return family
 
 
 def check_tokenizer(tokenizer, family: type[Objective]) -> None:

@@ -23,7 +23,7 @@ class ModelArguments:
     )
     revision: str | None = field(default=None, metadata={"help": "Revision of the base model on the Hub."})
     objective: str | None = field(
-        default=None, metadata={"help": "masked_lm or causal_lm; detected from the model when not given."}
+        default=None, metadata={"help": "masked_lm, causal_lm or seq2seq_lm; detected from the model when not given."}
     )
     params: list[str] | None = field(
         default=None,

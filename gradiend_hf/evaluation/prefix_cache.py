@@ -9,7 +9,7 @@ run, so everything a model derives from its inputs (attention masks, rotary posi
 
 It stays off (every pass is the model's own) unless all of this holds:
 
-- the model has one stack of identical layers (the `nn.ModuleList` holding most parameters) whose layers return a
+- the model is not an encoder-decoder model and has one stack of identical layers (the `nn.ModuleList` holding most parameters) whose layers return a
   tensor (transformers 5) and take the hidden states first;
 - no covered parameter is used before the first covered layer (embeddings, tied weights, earlier layers), checked
   by the modules that actually ran before it;
@@ -74,7 +74,9 @@ class FrozenPrefix:
         self.covered = [parameters[name] for name in covered_names if name in parameters]
         self.stack = layer_stack(model)
         self.first = first_covered_layer(self.stack, self.covered) if self.stack is not None else None
-        self.enabled = enabled and bool(self.first) and len(self.covered) == len(covered_names)
+        # An encoder-decoder model embeds twice per pass (encoder and decoder inputs): not handled, so off.
+        two_stacks = getattr(getattr(model, "config", None), "is_encoder_decoder", False)
+        self.enabled = enabled and not two_stacks and bool(self.first) and len(self.covered) == len(covered_names)
         self._open = True  # new batches are recorded until `stop_recording`
         self.reused_passes = 0
         self._records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (ids, its copy, hidden states)

@@ -15,7 +15,9 @@ from .registry import (
     max_input_length,
     objective_class,
     objective_of_config,
+    probe_inputs,
 )
+from .seq2seq import Seq2SeqObjective
 from .words import ObjectiveError, UnrepresentableWordError
 
 
@@ -29,6 +31,7 @@ __all__ = [
     "Objective",
     "ObjectiveBatch",
     "ObjectiveError",
+    "Seq2SeqObjective",
     "UnrepresentableWordError",
     "detect_objective",
     "get_objective",
@@ -37,6 +40,7 @@ __all__ = [
     "max_input_length",
     "objective_class",
     "objective_of_config",
+    "probe_inputs",
     "separable_head",
     "split_masked",
 ]

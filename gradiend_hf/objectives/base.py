@@ -49,6 +49,22 @@ def split_masked(text: str) -> tuple[str, str]:
 Located = tuple[list[int], int, int, str]
 
 
+def check_shared_context(text: str, slots: Sequence[Located]) -> None:
+    """Checks that every word of a row leaves the tokens before and after the blank as the first word does (a
+    bidirectional model reads them once for all words).
+
+    Raises:
+        ObjectiveError: naming the two words and the row.
+    """
+    reference, first, stop, word = slots[0]
+    for ids, other_first, other_stop, other in slots[1:]:
+        if ids[:other_first] != reference[:first] or ids[other_stop:] != reference[stop:]:
+            raise ObjectiveError(
+                f"Filling the blank with {word!r} or {other!r} changes the tokens around it in {text[:80]!r}; "
+                "the words must share their context."
+            )
+
+
 class Objective:
     """Turns masked rows into an [`ObjectiveBatch`] and scores the base model on it.
 
@@ -69,6 +85,7 @@ class Objective:
             (a causal LM reads the word after each row's prefix) or the single-token spellings are the same for every
             row (a masked LM's surface variants).
         description (`str`), lms_description (`str`): How model cards describe the objective and its LMS.
+        scores_benchmarks (`bool`): Whether the bias benchmarks (`gradiend_hf.benchmarks`) can score the family.
     """
 
     name: str = ""
@@ -82,6 +99,7 @@ class Objective:
     class_tokens_per_row: bool = False
     description: str = ""
     lms_description: str = ""
+    scores_benchmarks: bool = True
 
     @classmethod
     def auto_model_class(cls):
@@ -255,6 +273,12 @@ class Objective:
                 f"'My friend said that {MASK} would come.'"
             )
         return text
+
+    @classmethod
+    def probe_inputs(cls, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Model inputs that run a model of this family on the token ids `ids` `(batch, length)`, e.g. to check that
+        a rewritten model's logits are finite."""
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
     # -- language-modelling score (see gradiend_hf.evaluation.lms)
 

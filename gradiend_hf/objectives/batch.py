@@ -7,8 +7,11 @@ scoring batch may give a row many words. A word is one or more target tokens. Th
 - **sequences** `(N, L)`: what the model reads. A row has as many as its words need: a masked LM one per distinct
   token count of its words (a k-token word is k consecutive mask tokens), a causal LM one per continuation that no
   other of its continuations contains (a single-token word is read after the prefix alone). Rows whose words agree
-  need one sequence, so single-token rows are exactly one sequence each, as before.
-- **reads** `(U,)`: the distinct `(sequence, position)` pairs whose logits are needed.
+  need one sequence, so single-token rows are exactly one sequence each, as before. A seq2seq LM's sequence is a
+  pair: the encoder input (the sentence with the blank as its mask or sentinel token) and the decoder input (the
+  decoder's prefix, continued by a word's tokens but its last, as for a causal LM).
+- **reads** `(U,)`: the distinct `(sequence, position)` pairs whose logits are needed (decoder positions for a
+  seq2seq LM).
 - **targets** `(T,)`: one per target token: the read that predicts it, its token id, its row and its slot.
 
 All sequences of a batch go through the model in ONE forward pass; a word's log-probability is the sum of its
@@ -17,7 +20,7 @@ tokens' log-probabilities at their reads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -38,6 +41,10 @@ class ObjectiveBatch:
         sequence_rows (`torch.LongTensor` of shape `(sequences,)`): The row each sequence belongs to.
         num_rows (`int`), num_slots (`int`): Rows, and the most words a row has.
         position_ids (`torch.LongTensor`, *optional*): Explicit positions (causal LMs, so padding side is irrelevant).
+        decoder_input_ids (`torch.LongTensor` of shape `(sequences, decoder_length)`, *optional*): The decoder's
+            input of each sequence (seq2seq LMs), padded on the right; the reads are positions in it.
+        decoder_attention_mask (`torch.LongTensor` of shape `(sequences, decoder_length)`, *optional*): 1 for real
+            decoder tokens.
     """
 
     input_ids: torch.Tensor
@@ -52,7 +59,8 @@ class ObjectiveBatch:
     num_rows: int
     num_slots: int
     position_ids: torch.Tensor | None = None
-    extra: dict = field(default_factory=dict)
+    decoder_input_ids: torch.Tensor | None = None
+    decoder_attention_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.num_rows
@@ -74,6 +82,9 @@ class ObjectiveBatch:
         inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
         if self.position_ids is not None:
             inputs["position_ids"] = self.position_ids
+        if self.decoder_input_ids is not None:
+            inputs["decoder_input_ids"] = self.decoder_input_ids
+            inputs["decoder_attention_mask"] = self.decoder_attention_mask
         return inputs
 
     def word_log_probs(self, log_probs: torch.Tensor) -> torch.Tensor:
@@ -110,6 +121,10 @@ class ObjectiveBatch:
             input_ids=self.input_ids[keep_sequences],
             attention_mask=self.attention_mask[keep_sequences],
             position_ids=None if self.position_ids is None else self.position_ids[keep_sequences],
+            decoder_input_ids=None if self.decoder_input_ids is None else self.decoder_input_ids[keep_sequences],
+            decoder_attention_mask=(
+                None if self.decoder_attention_mask is None else self.decoder_attention_mask[keep_sequences]
+            ),
             read_sequences=sequence_map[self.read_sequences[keep_reads]],
             read_positions=self.read_positions[keep_reads],
             target_reads=read_map[self.target_reads[keep_targets]],
@@ -129,14 +144,18 @@ class BatchBuilder:
 
     def __init__(self):
         self.sequences: list[list[int]] = []
+        self.decoder_sequences: list[list[int]] = []
         self.sequence_rows: list[int] = []
         self.reads: dict[tuple[int, int], int] = {}
         self.targets: list[tuple[int, int, int, int]] = []  # (read, token, row, slot)
         self.num_rows = 0
         self.num_slots = 0
 
-    def add_sequence(self, ids: list[int], row: int) -> int:
-        """Adds a sequence of `row`; returns its index."""
+    def add_sequence(self, ids: list[int], row: int, decoder_ids: list[int] | None = None) -> int:
+        """Adds a sequence of `row` (with its decoder input for a seq2seq LM: then every sequence has one); returns
+        its index."""
+        if decoder_ids is not None:
+            self.decoder_sequences.append(list(decoder_ids))
         self.sequences.append(list(ids))
         self.sequence_rows.append(row)
         self.num_rows = max(self.num_rows, row + 1)
@@ -150,17 +169,37 @@ class BatchBuilder:
         self.num_rows = max(self.num_rows, row + 1)
         self.num_slots = max(self.num_slots, slot + 1)
 
+    def add_continuations(self, row: int, words: list[list[int]], context_length: int, new_sequence) -> None:
+        """Teacher-forced words after a shared context: slot `j` spells `words[j]`, its first token read at the last
+        context position (`context_length - 1`), its i-th at its (i-1)-th token.
+
+        A word whose continuation begins another's reads that one's sequence, so a row of single-token words is one
+        sequence, the context alone.
+
+        Args:
+            row (`int`): The row.
+            words (`list[list[int]]`): The target tokens of each slot.
+            context_length (`int`): Tokens of the context every continuation starts with.
+            new_sequence (`Callable[[list[int]], int]`): Adds the sequence that reads the context followed by the
+                given tokens and returns its index.
+        """
+        continuations: list[tuple[list[int], int]] = []
+        for slot in sorted(range(len(words)), key=lambda j: -len(words[j])):
+            needed = words[slot][:-1]
+            sequence = next((index for seen, index in continuations if seen[: len(needed)] == needed), None)
+            if sequence is None:
+                sequence = new_sequence(needed)
+                continuations.append((needed, sequence))
+            self.add_word(row, slot, sequence, context_length - 1, words[slot])
+
     def build(self, pad_id: int, padding_side: str) -> tuple[ObjectiveBatch, list[int]]:
-        """The padded batch (without position ids) and the padding shift of each sequence."""
-        length = max(len(s) for s in self.sequences)
-        ids = torch.full((len(self.sequences), length), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(self.sequences), length), dtype=torch.long)
-        shifts = []
-        for index, sequence in enumerate(self.sequences):
-            shift = length - len(sequence) if padding_side == "left" else 0
-            ids[index, shift : shift + len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-            mask[index, shift : shift + len(sequence)] = 1
-            shifts.append(shift)
+        """The padded batch (without position ids) and the padding shift of each sequence (of the decoder inputs,
+        which are padded on the right, when there are any)."""
+        ids, mask, shifts = _pad(self.sequences, pad_id, padding_side)
+        decoder_ids = decoder_mask = None
+        if self.decoder_sequences:
+            # The reads are decoder positions; a causal decoder padded on the right keeps them where they are.
+            decoder_ids, decoder_mask, shifts = _pad(self.decoder_sequences, pad_id, "right")
         reads = sorted(self.reads.items(), key=lambda item: item[1])
         read_sequences = torch.tensor([sequence for (sequence, _), _ in reads], dtype=torch.long)
         read_positions = torch.tensor([position + shifts[sequence] for (sequence, position), _ in reads])
@@ -177,5 +216,21 @@ class BatchBuilder:
             sequence_rows=torch.tensor(self.sequence_rows, dtype=torch.long),
             num_rows=self.num_rows,
             num_slots=self.num_slots,
+            decoder_input_ids=decoder_ids,
+            decoder_attention_mask=decoder_mask,
         )
         return batch, shifts
+
+
+def _pad(sequences: list[list[int]], pad_id: int, padding_side: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Token ids and attention mask of `sequences` padded to one length, and each sequence's shift."""
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    shifts = []
+    for index, sequence in enumerate(sequences):
+        shift = length - len(sequence) if padding_side == "left" else 0
+        ids[index, shift : shift + len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[index, shift : shift + len(sequence)] = 1
+        shifts.append(shift)
+    return ids, mask, shifts

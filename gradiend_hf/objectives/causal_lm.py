@@ -74,14 +74,9 @@ class CausalLMObjective(Objective):
         tokens = [ids[word_first:word_stop] for ids, word_first, word_stop, _ in slots]
         # Too long a prefix keeps its end: that is what predicts the word.
         context = reference[:first][-max(1, self.max_length - max(len(t) for t in tokens) + 1) :]
-        continuations: list[tuple[list[int], int]] = []
-        for slot in sorted(range(len(slots)), key=lambda j: -len(tokens[j])):
-            needed = tokens[slot][:-1]
-            sequence = next((index for seen, index in continuations if seen[: len(needed)] == needed), None)
-            if sequence is None:
-                sequence = builder.add_sequence(context + needed, row)
-                continuations.append((needed, sequence))
-            builder.add_word(row, slot, sequence, len(context) - 1, tokens[slot])
+        builder.add_continuations(
+            row, tokens, len(context), lambda needed: builder.add_sequence(context + needed, row)
+        )
 
     def _position_ids(self, attention_mask: torch.Tensor) -> torch.Tensor:
         return (attention_mask.cumsum(-1) - 1).clamp(min=0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import IGNORE_INDEX, Located, Objective
+from .base import IGNORE_INDEX, Located, Objective, check_shared_context
 from .batch import BatchBuilder
 from .logits import logits_at
 from .words import ObjectiveError
@@ -44,13 +44,8 @@ class MaskedLMObjective(Objective):
     def _add_row(self, builder: BatchBuilder, row: int, text: str, slots: list[Located]) -> None:
         """One sequence per distinct token count of the row's words: the sentence with that many mask tokens where
         the word stood. Words of equal count (e.g. two single-token words) share their sequence and its logits."""
-        reference, first, stop, word = slots[0]
-        for ids, other_first, other_stop, other in slots[1:]:
-            if ids[:other_first] != reference[:first] or ids[other_stop:] != reference[stop:]:
-                raise ObjectiveError(
-                    f"Filling the blank with {word!r} or {other!r} changes the tokens around it in {text[:80]!r}; "
-                    "the words must share their context."
-                )
+        reference, first, stop, _ = slots[0]
+        check_shared_context(text, slots)
         by_count: dict[int, tuple[int, int]] = {}
         for slot, (ids, word_first, word_stop, _) in enumerate(slots):
             count = word_stop - word_first
@@ -62,21 +57,8 @@ class MaskedLMObjective(Objective):
             builder.add_word(row, slot, sequence_index, position, ids[word_first:word_stop])
 
     def _window(self, sequence: list[int], position: int, count: int = 1) -> tuple[list[int], int]:
-        """Cuts a too-long row to `max_length` tokens around its `count` masks, keeping its special first/last
-        tokens."""
-        if len(sequence) <= self.max_length:
-            return sequence, position
-        special = set(self.tokenizer.all_special_ids)
-        head = sequence[:1] if sequence[0] in special else []
-        tail = sequence[-1:] if sequence[-1] in special else []
-        body = sequence[len(head) : len(sequence) - len(tail)]
-        size = self.max_length - len(head) - len(tail)
-        if size < count:
-            raise ObjectiveError(f"A word of {count} tokens does not fit into {self.max_length} tokens.")
-        centre = position - len(head)
-        start = max(0, min(centre + count // 2 - size // 2, len(body) - size))
-        start = max(min(start, centre), centre + count - size)  # every mask stays inside the window
-        return head + body[start : start + size] + tail, len(head) + centre - start
+        """[`window`] with this objective's `max_length` and the tokenizer's special tokens."""
+        return window(sequence, position, count, self.max_length, set(self.tokenizer.all_special_ids))
 
     def _padding_side(self, requested: str | None) -> str:
         # Bidirectional models derive absolute positions from the start of the row (RoBERTa from the padding
@@ -106,3 +88,26 @@ class MaskedLMObjective(Objective):
             correct += int(hit.sum())
             total += int(scored.sum())
         return {"lms": correct / total}
+
+
+def window(
+    sequence: list[int], position: int, count: int, max_length: int, special: set[int]
+) -> tuple[list[int], int]:
+    """Cuts a too-long row to `max_length` tokens around its `count` masks at `position`, keeping its special
+    first/last tokens; returns the row and the masks' new position.
+
+    Raises:
+        ObjectiveError: when the masks alone do not fit.
+    """
+    if len(sequence) <= max_length:
+        return sequence, position
+    head = sequence[:1] if sequence[0] in special else []
+    tail = sequence[-1:] if sequence[-1] in special else []
+    body = sequence[len(head) : len(sequence) - len(tail)]
+    size = max_length - len(head) - len(tail)
+    if size < count:
+        raise ObjectiveError(f"A word of {count} tokens does not fit into {max_length} tokens.")
+    centre = position - len(head)
+    start = max(0, min(centre + count // 2 - size // 2, len(body) - size))
+    start = max(min(start, centre), centre + count - size)  # every mask stays inside the window
+    return head + body[start : start + size] + tail, len(head) + centre - start

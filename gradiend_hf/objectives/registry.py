@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from torch import nn
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+)
 
 from .base import MASK, Objective, ObjectiveError
 from .causal_lm import CausalLMObjective
 from .masked_lm import MaskedLMObjective
+from .seq2seq import Seq2SeqObjective
 
 
-OBJECTIVE_CLASSES: dict[str, type[Objective]] = {cls.name: cls for cls in (MaskedLMObjective, CausalLMObjective)}
+OBJECTIVE_CLASSES: dict[str, type[Objective]] = {
+    cls.name: cls for cls in (MaskedLMObjective, CausalLMObjective, Seq2SeqObjective)
+}
 OBJECTIVES = tuple(OBJECTIVE_CLASSES)
 
 
@@ -26,15 +33,21 @@ def objective_class(name: str) -> type[Objective]:
 
 
 def detect_objective(model: nn.Module) -> str:
-    """Returns `"masked_lm"` or `"causal_lm"` for a Hugging Face language model.
+    """Returns `"masked_lm"`, `"causal_lm"` or `"seq2seq_lm"` (T5, BART, …) for a Hugging Face language model.
 
     Raises:
-        ObjectiveError: when the model is neither (e.g. a bare backbone or a seq2seq model).
+        ObjectiveError: when the model is none of them (e.g. a bare backbone, or an encoder-decoder model that is
+            not a text-to-text LM, such as a speech model).
     """
     name = type(model).__name__
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "is_encoder_decoder", False):
-        raise ObjectiveError(f"{name} is an encoder-decoder model; gradiend-hf supports masked and causal LMs.")
+        if name in set(MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.values()):
+            return "seq2seq_lm"
+        raise ObjectiveError(
+            f"{name} is an encoder-decoder model but not a text-to-text LM; load it with AutoModelForSeq2SeqLM "
+            "(T5, BART, …) or pass `objective=` explicitly."
+        )
     if name in set(MODEL_FOR_MASKED_LM_MAPPING_NAMES.values()) or name.endswith("ForMaskedLM"):
         return "masked_lm"
     if name in set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()) or name.endswith(("ForCausalLM", "LMHeadModel")):
@@ -45,8 +58,20 @@ def detect_objective(model: nn.Module) -> str:
     )
 
 
+def probe_inputs(model: nn.Module, ids):
+    """Inputs that run `model` on the token ids `ids` (its family's [`Objective.probe_inputs`]; a model of no known
+    family gets `input_ids` and `attention_mask`)."""
+    try:
+        family = objective_class(detect_objective(model))
+    except ObjectiveError:
+        family = Objective
+    return family.probe_inputs(ids)
+
+
 def objective_of_config(config) -> str:
-    """`"masked_lm"` or `"causal_lm"` from a model config's architectures (causal when unsure)."""
+    """`"masked_lm"`, `"causal_lm"` or `"seq2seq_lm"` from a model config (its architectures; causal when unsure)."""
+    if getattr(config, "is_encoder_decoder", False):
+        return "seq2seq_lm"
     architectures = getattr(config, "architectures", None) or []
     return "masked_lm" if any(a.endswith("ForMaskedLM") for a in architectures) else "causal_lm"
 
@@ -54,10 +79,10 @@ def objective_of_config(config) -> str:
 def get_objective(
     name_or_model: str | nn.Module, tokenizer, max_length: int | None = None, model: nn.Module | None = None
 ) -> Objective:
-    """Returns the objective for `"masked_lm"`, `"causal_lm"` or a model (detected).
+    """Returns the objective for `"masked_lm"`, `"causal_lm"`, `"seq2seq_lm"` or a model (detected).
 
     `max_length` defaults to what the model's position embeddings allow (of `name_or_model` or `model`), so a long
-    text is windowed (masked LM) or keeps its end (causal LM) instead of crashing the model.
+    text is windowed (masked and seq2seq LMs) or keeps its end (causal LM) instead of crashing the model.
     """
     model = model if model is not None else (None if isinstance(name_or_model, str) else name_or_model)
     name = name_or_model if isinstance(name_or_model, str) else detect_objective(name_or_model)
