@@ -4,12 +4,15 @@
 from .base import IGNORE_INDEX, MASK, Objective, split_masked
 from .batch import ObjectiveBatch
 from .causal_lm import CausalLMObjective
+from .causal_lm_cloze import CausalLMClozeObjective
 from .masked_lm import MaskedLMObjective
 from .registry import (
     OBJECTIVE_CLASSES,
     OBJECTIVES,
+    check_objective_fits,
     detect_objective,
     get_objective,
+    gradiend_objective,
     is_single_token,
     max_input_length,
     objective_class,
@@ -23,14 +26,17 @@ __all__ = [
     "MASK",
     "OBJECTIVES",
     "OBJECTIVE_CLASSES",
+    "CausalLMClozeObjective",
     "CausalLMObjective",
     "MaskedLMObjective",
     "Objective",
     "ObjectiveBatch",
     "ObjectiveError",
     "UnrepresentableWordError",
+    "check_objective_fits",
     "detect_objective",
     "get_objective",
+    "gradiend_objective",
     "is_single_token",
     "max_input_length",
     "objective_class",
