@@ -58,7 +58,9 @@ class Objective:
     the family:
 
     Attributes:
-        name (`str`): What a GRADIEND's config records (`"masked_lm"`, `"causal_lm"`).
+        name (`str`): What a GRADIEND's config records (`"masked_lm"`, `"causal_lm"`, `"causal_lm_cloze"`).
+        option_names (`tuple[str, ...]`): The constructor's own options a config records in `objective_options`
+            (e.g. `right_window`); see [`check_options`], [`options`] and [`describe`].
         auto_class (`str`): The transformers Auto class that loads such a model (also used in cards).
         pipeline_tag (`str`): The Hub pipeline tag of a rewritten model.
         peft_task_type (`str` or `None`): PEFT's `task_type` for adapters of this family.
