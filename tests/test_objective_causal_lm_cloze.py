@@ -326,3 +326,14 @@ def test_the_cli_refuses_a_bad_objective_or_window_in_one_line(values, expected,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("gradiend-hf train: error:") and expected in err, err
     assert not (tmp_path / "out" / "config.json").exists()
+
+
+def test_every_suite_member_records_the_objective_the_cli_config_names():
+    from gradiend_hf.cli.arguments import ModelArguments
+    from gradiend_hf.cli.suite import member_init
+
+    model, _ = tiny_model("llama")
+    chosen = ModelArguments(objective="causal_lm_cloze", right_window=1, params=["model.layers.1.mlp.*"])
+    config = member_init(model, chosen)(None).config
+    assert config.objective == "causal_lm_cloze" and config.objective_options == {"right_window": 1}
+    assert member_init(model, ModelArguments()) is None  # the detected objective, as before
