@@ -230,10 +230,13 @@ def test_options_are_checked_against_the_objective():
     assert get_objective("causal_lm_cloze", tokenizer, right_window=-1).right_window is None
 
 
-def test_training_reaches_the_gender_correlation_and_save_load_round_trips(tmp_path):
+def train_on_gender(tmp_path, window, **config):
+    """A tiny GPT-2 GRADIEND trained with the test settings of `test_trainer.py` (40 steps, 4 rows a gradient)."""
     model, tokenizer = tiny_model("gpt2")
     torch.manual_seed(0)
-    gradiend = GradiendModel.from_base_model(model, objective="causal_lm_cloze", objective_options={"right_window": 2})
+    gradiend = GradiendModel.from_base_model(
+        model, objective="causal_lm_cloze", objective_options={"right_window": window}, **config
+    )
     args = GradiendTrainingArguments(
         str(tmp_path),
         max_steps=40,
@@ -245,15 +248,25 @@ def test_training_reaches_the_gender_correlation_and_save_load_round_trips(tmp_p
         disable_tqdm=True,
         seed=0,
     )
+    data = load_builtin("gender-en")
     trainer = GradiendTrainer(
-        model=gradiend,
-        base_model=model,
-        processing_class=tokenizer,
-        args=args,
-        train_dataset=load_builtin("gender-en"),
+        model=gradiend, base_model=model, processing_class=tokenizer, args=args, train_dataset=data
     )
-    assert isinstance(trainer.objective, CausalLMClozeObjective) and trainer.objective.right_window == 2
+    assert isinstance(trainer.objective, CausalLMClozeObjective)
+    assert trainer.objective.right_window == (None if window == -1 else window)
     trainer.train()
+    return trainer, gradiend, model, tokenizer
+
+
+def test_the_whole_right_context_trains_with_the_diff_source(tmp_path):
+    # With every token after the word in the loss, the alternative gradient of a random tiny model is mostly the
+    # text after the blank (the same for both classes); the factual-minus-alternative gradient cancels it.
+    trainer, *_ = train_on_gender(tmp_path, -1, source="diff")
+    assert trainer.evaluate()["eval_correlation"] >= 0.9
+
+
+def test_training_reaches_the_gender_correlation_and_save_load_round_trips(tmp_path):
+    trainer, gradiend, model, tokenizer = train_on_gender(tmp_path, 2)
     assert trainer.evaluate()["eval_correlation"] >= 0.9
 
     gradiend.save_pretrained(tmp_path / "saved")
