@@ -40,7 +40,7 @@ from .evaluation.metrics import EvaluationError
 from .evaluation.probabilities import ClassProbabilityScorer
 from .gradients import encode_rows
 from .modeling_gradiend import GradiendModel
-from .objectives import MASK, ObjectiveError, get_objective
+from .objectives import MASK, ObjectiveError, gradiend_objective
 from .rewrite import RewriteSession
 
 
@@ -130,7 +130,7 @@ class GradiendDemo:
         self.config = gradiend.config
         self.classes, self.positive_class = self.config.classes_and_positive()
         self.class_words = resolve_class_words(self.config, class_words)
-        self.objective = get_objective(self.config.objective or base_model, tokenizer, model=base_model)
+        self.objective = gradiend_objective(self.config, base_model, tokenizer)
         self.is_causal = not self.objective.reads_right_context
         self.max_chars = int(max_chars)
         self.top_k = int(top_k)

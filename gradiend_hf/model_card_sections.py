@@ -145,7 +145,9 @@ def detail_rows(config, base_name, base_id, dtype) -> list[tuple[str, str]]:
         ("Base architecture", ", ".join((config.base_model_config or {}).get("architectures") or []) or None),
         (
             "Objective",
-            objective_class(config.objective).description if config.objective else None,
+            objective_class(config.objective).describe(getattr(config, "objective_options", None))
+            if config.objective
+            else None,
         ),
         ("Covered base parameters", f"{n:,} entries in {_count(len(config.param_names), 'tensor')}"),
         ("Pruning", _pruning_text(config)),

@@ -41,7 +41,7 @@ from .loading import (
     safetensors_only,
 )
 from .model_card import build_gradiend_card
-from .objectives import detect_objective
+from .objectives import check_objective_fits, detect_objective
 from .params import check_parameters_match, parameter_shapes, select_parameters
 from .rewrite import rewrite
 
@@ -116,7 +116,9 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
             dtype (`torch.dtype`, *optional*):
                 dtype of the GRADIEND's weights; defaults to float32.
             config_kwargs:
-                Further [`GradiendConfig`] fields (`source`, `target`, `feature_classes`, `activation_encoder`, …).
+                Further [`GradiendConfig`] fields (`source`, `target`, `feature_classes`, `activation_encoder`, …),
+                among them `objective` (e.g. `"causal_lm_cloze"`; detected when not given) and `objective_options`
+                (e.g. `{"right_window": 2}`), which training and every evaluation of the GRADIEND then use.
 
         Returns:
             [`GradiendModel`]: A freshly initialised GRADIEND on the CPU.
@@ -124,7 +126,10 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
         names = select_parameters(base_model, params)
         base_config = getattr(base_model, "config", None)
         config_kwargs.setdefault("base_model_name_or_path", getattr(base_config, "_name_or_path", None) or None)
-        config_kwargs.setdefault("objective", detect_objective(base_model))
+        if config_kwargs.get("objective") is None:
+            config_kwargs["objective"] = detect_objective(base_model)
+        else:
+            check_objective_fits(config_kwargs["objective"], base_model)  # e.g. causal_lm_cloze on a causal LM only
         if base_config is not None:
             config_kwargs.setdefault(
                 "base_model_config",

@@ -24,7 +24,7 @@ from .gradients import encode_texts, group_gradients
 from .hub import push_gradiend
 from .model_card import write_gradiend_card
 from .modeling_gradiend import TRAINING_ARGS_NAME, GradiendModel
-from .objectives import get_objective
+from .objectives import gradiend_objective
 from .params import GradiendParameterError
 from .trainer_callbacks import (
     SNAPSHOT_NAME,
@@ -116,7 +116,8 @@ class GradiendTrainer(Trainer):
         if eval_dataset is not None:
             check_feature_rows(eval_dataset, "eval_dataset")
 
-        self.objective = get_objective(base_model, processing_class)
+        # The objective the GRADIEND's config records (e.g. causal_lm_cloze), detected when it names none.
+        self.objective = gradiend_objective(model.config, base_model, processing_class)
         # Nothing is dropped: a row the tokenizer cannot represent is an error before anything is trained.
         check_usable_rows(train_dataset, self.objective, "training")
         if eval_dataset is not None:

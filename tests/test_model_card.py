@@ -154,14 +154,14 @@ This is a [GRADIEND](https://arxiv.org/abs/2502.01406) for the feature `M` vs `F
 
 ```python
 from gradiend_hf import GradiendModel, load_base_model
-from gradiend_hf.objectives import get_objective
+from gradiend_hf.objectives import gradiend_objective
 from gradiend_hf.gradients import encode_rows
 
 gradiend = GradiendModel.from_pretrained("{PATH}")
 base, tokenizer = load_base_model(gradiend)  # the base model (and revision) the GRADIEND was trained on
 
 # The gradient of filling the blank with "he" (class `M`) encodes to about +1.
-objective = get_objective(base, tokenizer)
+objective = gradiend_objective(gradiend.config, base, tokenizer)  # the objective it was trained with
 batch = objective.prepare(["My uncle said that [MASK] was late."], factual=["she"], alternative=["he"])
 print(encode_rows(gradiend, base, objective, batch))
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..base_models import DTYPES
 from ..checks import check_number, check_positive
 from ..errors import GradiendError
-from ..objectives import OBJECTIVES
+from ..objectives import OBJECTIVES, objective_class
 
 
 @dataclass
@@ -23,7 +23,17 @@ class ModelArguments:
     )
     revision: str | None = field(default=None, metadata={"help": "Revision of the base model on the Hub."})
     objective: str | None = field(
-        default=None, metadata={"help": "masked_lm, causal_lm or seq2seq_lm; detected from the model when not given."}
+        default=None,
+        metadata={
+            "help": "masked_lm, causal_lm, seq2seq_lm or causal_lm_cloze (the word in the blank, the loss also on the "
+            "text after it); masked_lm, causal_lm or seq2seq_lm is detected from the model when not given."
+        },
+    )
+    right_window: int | None = field(
+        default=None,
+        metadata={
+            "help": "causal_lm_cloze only: tokens after the word that count in the loss (-1 or unset: all of them)."
+        },
     )
     params: list[str] | None = field(
         default=None,
@@ -36,6 +46,14 @@ class ModelArguments:
         # Never a silent switch to another objective: "masked" or "mlm" must not train a causal LM.
         if self.objective is not None and self.objective not in OBJECTIVES:
             raise GradiendError(f"Unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}.")
+        if self.right_window is not None:
+            if self.objective is None or "right_window" not in objective_class(self.objective).option_names:
+                chosen = self.objective or "the detected objective"
+                raise GradiendError(
+                    f"`right_window` is an option of `objective: causal_lm_cloze`, not of {chosen}; set that "
+                    "objective or drop `right_window`."
+                )
+            objective_class(self.objective).check_options({"right_window": self.right_window})
         if self.dtype not in DTYPES:
             raise GradiendError(f"Unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}.")
         check_positive(self.latent_dim, "latent_dim", integer=True)

@@ -44,7 +44,8 @@ class ExportArguments:
         default=False, metadata={"help": "Write steering adapters (strength chosen at run time) instead."}
     )
     objective: str | None = field(
-        default=None, metadata={"help": "masked_lm, causal_lm or seq2seq_lm (default: the GRADIEND's)."}
+        default=None,
+        metadata={"help": "masked_lm, causal_lm, seq2seq_lm or causal_lm_cloze (default: the GRADIEND's)."},
     )
     model_card: bool = field(default=True, metadata={"help": "Write a README.md card (--no_model_card to skip)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace another kind of artefact in output_dir."})

@@ -17,12 +17,13 @@ from ..artefacts import KIND_SUITE, check_output_folder
 from ..checks import check_positive
 from ..data import feature_class_names
 from ..data.view_specs import SPEC_HELP, views_from_specs
+from ..modeling_gradiend import GradiendModel
 from ..suite import member_datasets, train_suite
 from ..training_args import SuiteTrainingArguments
 from .arguments import DataArguments, ModelArguments
 from .errors import user_errors
 from .parsing import parse_config
-from .train import load_base, load_feature_rows
+from .train import load_base, load_feature_rows, objective_kwargs
 
 
 @dataclass
@@ -62,6 +63,17 @@ class SuiteArguments:
             check_positive(getattr(self, name), name, integer=True)
 
 
+def member_init(base, model_args: ModelArguments):
+    """A fresh member GRADIEND for each view when the config names the objective (e.g. `causal_lm_cloze`, which every
+    member then records and trains with); `None`: train_suite's default, the detected objective."""
+    chosen = objective_kwargs(model_args)
+    if not chosen:
+        return None
+    return lambda view: GradiendModel.from_base_model(
+        base, params=model_args.params, latent_dim=model_args.latent_dim, **chosen
+    )
+
+
 def run_suite(model_args, data_args, training_args, suite_args):
     """Loads what the config names, checks the members against the data, trains the suite; returns the result."""
     # The data and the members first: a misspelt class should surface before minutes of model loading.
@@ -84,6 +96,7 @@ def run_suite(model_args, data_args, training_args, suite_args):
         latent_dim=model_args.latent_dim,
         eval_max_rows=suite_args.suite_eval_rows,
         dataset_name=data_args.dataset,
+        model_init=member_init(base, model_args),
         **{name: getattr(suite_args, name) for name in passed},
     )
 

@@ -79,6 +79,14 @@ def load_base(model_args: ModelArguments, objective: str):
     )
 
 
+def objective_kwargs(model_args: ModelArguments) -> dict:
+    """What `GradiendModel.from_base_model` records of the objective a config names (nothing: detected)."""
+    if model_args.objective is None:
+        return {}
+    options = {"right_window": model_args.right_window} if model_args.right_window is not None else None
+    return {"objective": model_args.objective, "objective_options": options}
+
+
 def run_training(model_args: ModelArguments, data_args: DataArguments, training_args: GradiendTrainingArguments):
     """Loads everything a config names, trains, saves; returns `(trainer, gradiend, base, tokenizer, data)`."""
     # Checkpoints, the base model's config and the data first: a mistake in them should surface before minutes of
@@ -90,7 +98,11 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
     base, tokenizer = load_base(model_args, objective)
     torch.manual_seed(training_args.seed)
     gradiend = GradiendModel.from_base_model(
-        base, params=model_args.params, latent_dim=model_args.latent_dim, base_model_revision=model_args.revision
+        base,
+        params=model_args.params,
+        latent_dim=model_args.latent_dim,
+        base_model_revision=model_args.revision,
+        **objective_kwargs(model_args),
     )
     gradiend.config.base_model_name_or_path = model_args.base_model
     trainer = GradiendTrainer(

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..checks import number_grid
 from ..errors import GradiendError
-from ..objectives import get_objective
+from ..objectives import gradiend_objective
 from ..rewrite import RewriteSession
 from .feature_factor import feature_classes_and_positive, feature_factor_for
 from .lms import LanguageModelingScorer
@@ -193,7 +193,7 @@ def evaluate_decoder(
     ffs = number_grid(feature_factors, "feature_factors")
 
     gradiend.check_base_model(base_model)
-    objective = get_objective(base_model, tokenizer)
+    objective = gradiend_objective(config, base_model, tokenizer)
     device = model_device(base_model)
     rows = sample_by_class(resolve_split(dataset, split), classes, max_rows, seed)
     check_usable(objective, rows)
@@ -213,7 +213,7 @@ def evaluate_decoder(
     lms = LanguageModelingScorer(
         tokenizer,
         texts,
-        objective.name,
+        objective,
         batch_size=batch_size,
         seed=seed,
         excluded_token_ids=probabilities.token_ids(),

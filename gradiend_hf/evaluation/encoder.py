@@ -10,7 +10,7 @@ import pandas as pd
 from ..data import ClassView, FeatureDataError, apply_view, feature_class_names, transitions_view
 from ..data.rows import split_of
 from ..gradients import encode_texts
-from ..objectives import get_objective
+from ..objectives import gradiend_objective
 from .feature_factor import feature_classes_and_positive
 from .metrics import EvaluationError, encoder_metrics, transition_stats
 from .rows import (
@@ -133,7 +133,7 @@ def evaluate_encoder(
             f"The split {split!r} has no rows of the classes {classes}; it is empty or its `factual_class` values "
             "differ from the GRADIEND's feature classes."
         )
-    objective = get_objective(base_model, tokenizer)
+    objective = gradiend_objective(gradiend.config, base_model, tokenizer)
     # Every row is encoded, words of several tokens too; one the tokenizer cannot represent is an error.
     check_usable(objective, picked)
     excluded = {word for words in class_words(rows, row_classes).values() for word in words}

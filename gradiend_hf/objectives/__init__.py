@@ -4,13 +4,16 @@
 from .base import IGNORE_INDEX, MASK, Objective, split_masked
 from .batch import ObjectiveBatch
 from .causal_lm import CausalLMObjective
+from .causal_lm_cloze import CausalLMClozeObjective
 from .logits import logits_at, separable_head
 from .masked_lm import MaskedLMObjective
 from .registry import (
     OBJECTIVE_CLASSES,
     OBJECTIVES,
+    check_objective_fits,
     detect_objective,
     get_objective,
+    gradiend_objective,
     is_single_token,
     max_input_length,
     objective_class,
@@ -26,6 +29,7 @@ __all__ = [
     "MASK",
     "OBJECTIVES",
     "OBJECTIVE_CLASSES",
+    "CausalLMClozeObjective",
     "CausalLMObjective",
     "MaskedLMObjective",
     "Objective",
@@ -33,8 +37,10 @@ __all__ = [
     "ObjectiveError",
     "Seq2SeqObjective",
     "UnrepresentableWordError",
+    "check_objective_fits",
     "detect_objective",
     "get_objective",
+    "gradiend_objective",
     "is_single_token",
     "logits_at",
     "max_input_length",

@@ -73,12 +73,15 @@ class Objective:
     the family:
 
     Attributes:
-        name (`str`): What a GRADIEND's config records (`"masked_lm"`, `"causal_lm"`).
+        name (`str`): What a GRADIEND's config records (`"masked_lm"`, `"causal_lm"`, `"causal_lm_cloze"`).
+        option_names (`tuple[str, ...]`): The constructor's own options a config records in `objective_options`
+            (e.g. `right_window`); see [`check_options`], [`options`] and [`describe`].
         auto_class (`str`): The transformers Auto class that loads such a model (also used in cards).
         pipeline_tag (`str`): The Hub pipeline tag of a rewritten model.
         peft_task_type (`str` or `None`): PEFT's `task_type` for adapters of this family.
         padding_side (`str`): How rows are padded by default.
-        reads_right_context (`bool`): Whether the model sees the text after the blank.
+        reads_right_context (`bool`): Whether the model's prediction at the blank sees the text after it (a
+            bidirectional model); the bias benchmarks, perplexity and the app score such a family with mask tokens.
         default_left_context_words (`int`): Words before the blank to ask of feature data built for this family.
         min_left_context_words (`int`): Words a blank needs before it at the very least (e.g. neutral rows).
         class_tokens_per_row (`bool`): Whether the tokens that spell a class's word at the blank depend on the row
@@ -100,6 +103,32 @@ class Objective:
     description: str = ""
     lms_description: str = ""
     scores_benchmarks: bool = True
+
+    option_names: tuple[str, ...] = ()
+    """The keyword arguments of the constructor that a GRADIEND's config records (`objective_options`)."""
+
+    @classmethod
+    def check_options(cls, options: dict | None) -> dict:
+        """The options as the constructor takes them, checked by name (their values are checked by the constructor).
+
+        Raises:
+            ObjectiveError: for an option this objective does not have.
+        """
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(cls.option_names))
+        if unknown:
+            takes = f"takes only {', '.join(cls.option_names)}" if cls.option_names else "takes no options"
+            raise ObjectiveError(f"The objective {cls.name!r} {takes}; got {', '.join(unknown)}.")
+        return options
+
+    @classmethod
+    def describe(cls, options: dict | None = None) -> str:
+        """How a model card describes the objective with these recorded options."""
+        return cls.description
+
+    def options(self) -> dict:
+        """The recorded options of this instance (`{}` for an objective without any)."""
+        return {}
 
     @classmethod
     def auto_model_class(cls):
@@ -175,7 +204,7 @@ class Objective:
         alternative = list(alternative) if alternative is not None else list(factual)
         if not (len(masked) == len(factual) == len(alternative)):
             raise ObjectiveError("`masked`, `factual` and `alternative` must have the same length.")
-        return self.prepare_words(masked, [[f, a] for f, a in zip(factual, alternative)], padding_side)
+        return self._prepare_rows(masked, [[f, a] for f, a in zip(factual, alternative)], padding_side, for_loss=True)
 
     def prepare_words(
         self, masked: Sequence[str], words: Sequence[Sequence[str]], padding_side: str | None = None
@@ -183,10 +212,20 @@ class Objective:
         """Tokenizes rows with any number of words each (slot `j` of row `i` is `words[i][j]`), e.g. every spelling
         of every class word to score at a blank.
 
+        The targets are the words' tokens alone, so `word_log_probs` of the batch is each word's probability at the
+        blank; a batch from [`prepare`] holds the targets of the loss instead, which for most objectives are the same
+        tokens (see `causal_lm_cloze.py` for one whose loss also reads the text after the word).
+
         Raises:
             ObjectiveError: for a row without one `[MASK]`, a row without words, a word no token sequence represents
                 ([`UnrepresentableWordError`]) or words that change the tokens around the blank.
         """
+        return self._prepare_rows(masked, words, padding_side, for_loss=False)
+
+    def _prepare_rows(
+        self, masked: Sequence[str], words: Sequence[Sequence[str]], padding_side: str | None, for_loss: bool
+    ) -> ObjectiveBatch:
+        """The batch of [`prepare`] (`for_loss=True`: the targets of the loss) or [`prepare_words`] (the words)."""
         if len(masked) == 0:
             raise ObjectiveError("No rows to prepare.")
         if len(words) != len(masked):
@@ -195,7 +234,7 @@ class Objective:
             raise ObjectiveError("Every row needs at least one word.")
         builder = BatchBuilder()
         for row, slots in enumerate(self._locate(masked, words)):
-            self._add_row(builder, row, masked[row], slots)
+            self._add_row(builder, row, masked[row], slots, for_loss)
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
@@ -203,8 +242,11 @@ class Objective:
         batch.position_ids = self._position_ids(batch.attention_mask)
         return batch
 
-    def _add_row(self, builder: BatchBuilder, row: int, text: str, slots: list[Located]) -> None:  # pragma: no cover
-        """Adds the sequences and targets of one row's located words to `builder`."""
+    def _add_row(
+        self, builder: BatchBuilder, row: int, text: str, slots: list[Located], for_loss: bool = False
+    ) -> None:  # pragma: no cover
+        """Adds the sequences and targets of one row's located words to `builder` (`for_loss`: the targets of the
+        loss, which may be more tokens than the word's)."""
         raise NotImplementedError
 
     def _padding_side(self, requested: str | None) -> str:

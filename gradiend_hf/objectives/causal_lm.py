@@ -57,7 +57,9 @@ class CausalLMObjective(Objective):
             contexts.append((prefix, ""))
         return contexts
 
-    def _add_row(self, builder: BatchBuilder, row: int, text: str, slots: list[Located]) -> None:
+    def _add_row(
+        self, builder: BatchBuilder, row: int, text: str, slots: list[Located], for_loss: bool = False
+    ) -> None:
         """The prefix, continued by each word's tokens but its last (teacher forcing). A word whose continuation
         begins another's reads that sequence: a single-token word needs the prefix alone, so a row of two
         single-token words is the prefix once, and its two targets are read at the same position."""
@@ -71,12 +73,21 @@ class CausalLMObjective(Objective):
                 )
         if first == 0:
             raise ObjectiveError(f"The row {text[:80]!r} leaves no token before the word to predict it from.")
-        tokens = [ids[word_first:word_stop] for ids, word_first, word_stop, _ in slots]
+        words = [ids[word_first:word_stop] for ids, word_first, word_stop, _ in slots]
         # Too long a prefix keeps its end: that is what predicts the word.
-        context = reference[:first][-max(1, self.max_length - max(len(t) for t in tokens) + 1) :]
+        context = reference[:first][-max(1, self.max_length - max(len(w) for w in words) + 1) :]
+        # A sequence is the context and every target but the last, so at most this many targets fit.
+        room = self.max_length + 1 - len(context)
+        tokens = [self._targets(slot, room, for_loss) for slot in slots]
         builder.add_continuations(
             row, tokens, len(context), lambda needed: builder.add_sequence(context + needed, row)
         )
+
+    def _targets(self, slot: Located, room: int, for_loss: bool) -> list[int]:
+        """The target tokens of one located word read after the prefix: its own tokens (`room`, the most targets
+        that fit after the context, is never less than the word's tokens)."""
+        ids, first, stop, _ = slot
+        return ids[first:stop]
 
     def _position_ids(self, attention_mask: torch.Tensor) -> torch.Tensor:
         return (attention_mask.cumsum(-1) - 1).clamp(min=0)

@@ -41,7 +41,9 @@ class MaskedLMObjective(Objective):
         if tokenizer.mask_token_id is None:
             raise ObjectiveError("This tokenizer has no mask token, so it cannot serve a masked LM objective.")
 
-    def _add_row(self, builder: BatchBuilder, row: int, text: str, slots: list[Located]) -> None:
+    def _add_row(
+        self, builder: BatchBuilder, row: int, text: str, slots: list[Located], for_loss: bool = False
+    ) -> None:
         """One sequence per distinct token count of the row's words: the sentence with that many mask tokens where
         the word stood. Words of equal count (e.g. two single-token words) share their sequence and its logits."""
         reference, first, stop, _ = slots[0]

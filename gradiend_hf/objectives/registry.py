@@ -11,12 +11,14 @@ from transformers.models.auto.modeling_auto import (
 
 from .base import MASK, Objective, ObjectiveError
 from .causal_lm import CausalLMObjective
+from .causal_lm_cloze import CausalLMClozeObjective
 from .masked_lm import MaskedLMObjective
 from .seq2seq import Seq2SeqObjective
 
 
+# Detection (`detect_objective`) names masked, causal and seq2seq LMs; the others are chosen by name.
 OBJECTIVE_CLASSES: dict[str, type[Objective]] = {
-    cls.name: cls for cls in (MaskedLMObjective, CausalLMObjective, Seq2SeqObjective)
+    cls.name: cls for cls in (MaskedLMObjective, CausalLMObjective, CausalLMClozeObjective, Seq2SeqObjective)
 }
 OBJECTIVES = tuple(OBJECTIVE_CLASSES)
 
@@ -77,18 +79,57 @@ def objective_of_config(config) -> str:
 
 
 def get_objective(
-    name_or_model: str | nn.Module, tokenizer, max_length: int | None = None, model: nn.Module | None = None
+    name_or_model: str | nn.Module,
+    tokenizer,
+    max_length: int | None = None,
+    model: nn.Module | None = None,
+    **options,
 ) -> Objective:
-    """Returns the objective for `"masked_lm"`, `"causal_lm"`, `"seq2seq_lm"` or a model (detected).
+    """Returns the objective for a name (`"masked_lm"`, `"causal_lm"`, `"causal_lm_cloze"`, `"seq2seq_lm"`) or a
+    model (detected).
 
     `max_length` defaults to what the model's position embeddings allow (of `name_or_model` or `model`), so a long
-    text is windowed (masked and seq2seq LMs) or keeps its end (causal LM) instead of crashing the model.
+    text is windowed (masked and seq2seq LMs) or keeps its end (causal LM) instead of crashing the model. `options`
+    are the objective's own (e.g. `right_window=` of `causal_lm_cloze`).
+
+    Raises:
+        ObjectiveError: for an unknown name, an option the objective does not have or an invalid option value.
     """
     model = model if model is not None else (None if isinstance(name_or_model, str) else name_or_model)
     name = name_or_model if isinstance(name_or_model, str) else detect_objective(name_or_model)
+    cls = objective_class(name)
+    options = cls.check_options(options)
     if max_length is None and model is not None:
         max_length = max_input_length(model, tokenizer)
-    return objective_class(name)(tokenizer, max_length)
+    return cls(tokenizer, max_length, **options)
+
+
+def check_objective_fits(name: str, model: nn.Module) -> None:
+    """Raises a clear error when the objective `name` cannot score `model` (e.g. a causal objective for BERT).
+
+    Raises:
+        ObjectiveError: naming the objective, the model and the objectives that fit it.
+    """
+    detected = detect_objective(model)
+    if objective_class(name).auto_class != objective_class(detected).auto_class:
+        fitting = [n for n, c in OBJECTIVE_CLASSES.items() if c.auto_class == objective_class(detected).auto_class]
+        raise ObjectiveError(
+            f"The objective {name!r} cannot score {type(model).__name__} (a {detected} model); choose one of "
+            f"{', '.join(fitting)}."
+        )
+
+
+def gradiend_objective(config, base_model: nn.Module, tokenizer) -> Objective:
+    """The objective a GRADIEND's config records (`objective`, `objective_options`) for its base model, detected
+    when the config names none: what training, the encodings, the decoder grid and the LMS all use.
+
+    Raises:
+        ObjectiveError: when the recorded objective does not fit the base model or its options are invalid.
+    """
+    name = getattr(config, "objective", None) or detect_objective(base_model)
+    check_objective_fits(name, base_model)
+    options = getattr(config, "objective_options", None) or {}
+    return get_objective(name, tokenizer, model=base_model, **options)
 
 
 def max_input_length(model: nn.Module, tokenizer) -> int | None:

@@ -83,7 +83,9 @@ class Seq2SeqObjective(Objective):
             raise ObjectiveError("The tokenizer has no pad (T5) or end (BART) token to start the decoder with.")
         self._special = set(tokenizer.all_special_ids)
 
-    def _add_row(self, builder: BatchBuilder, row: int, text: str, slots: list[Located]) -> None:
+    def _add_row(
+        self, builder: BatchBuilder, row: int, text: str, slots: list[Located], for_loss: bool = False
+    ) -> None:
         """One encoder input for the row (the word's tokens replaced by the one mask token); one decoder
         continuation per word that no longer word's continuation contains."""
         reference, first, stop, _ = slots[0]
