@@ -77,7 +77,8 @@ class GradiendConfig(PretrainedConfig):
             Gradient the decoder reconstructs, same choices as `source`.
         objective (`str`, *optional*):
             How the base model is scored: `"masked_lm"` or `"causal_lm"` (next token after the text before the
-            blank). Detected from the base model when not given.
+            blank), detected from the base model when not given, or `"causal_lm_mlm_head"` (a decoder read
+            through an auxiliary MLM head, chosen by giving the trainer that objective; see `mlm_head`).
         feature_classes (`list[str]`, *optional*):
             The two classes of the feature, e.g. `["M", "F"]`.
         positive_class (`str`, *optional*):
@@ -113,6 +114,10 @@ class GradiendConfig(PretrainedConfig):
         class_view (`dict`, *optional*):
             The view of a dataset with more classes the GRADIEND was trained on (`ClassView.to_dict()`, recorded by
             [`train_suite`]), so an evaluation over all of the dataset's transitions knows which are its own.
+        mlm_head (`dict`, *optional*):
+            For the objective `"causal_lm_mlm_head"`: the MLM head the gradients were read through
+            (`name_or_path`, `revision`, `labels`, `pooling_length`, `mask_token`; see
+            [`gradiend_hf.mlm_head.MLMHeadModel.record`]), so a loaded GRADIEND finds it again.
     """
 
     model_type = "gradiend"
@@ -125,6 +130,7 @@ class GradiendConfig(PretrainedConfig):
     training_summary: dict | None = None
     multi_seed: dict | None = None
     class_view: dict | None = None
+    mlm_head: dict | None = None
 
     def __init__(
         self,
@@ -153,6 +159,7 @@ class GradiendConfig(PretrainedConfig):
         training_summary: dict | None = None,
         multi_seed: dict | None = None,
         class_view: dict | None = None,
+        mlm_head: dict | None = None,
         **kwargs,
     ):
         param_names = list(param_names or [])
@@ -210,6 +217,7 @@ class GradiendConfig(PretrainedConfig):
         self.training_summary = dict(training_summary) if training_summary else None
         self.multi_seed = dict(multi_seed) if multi_seed else None
         self.class_view = dict(class_view) if class_view else None
+        self.mlm_head = dict(mlm_head) if mlm_head else None
         kwargs.pop("pruned", None)  # derived from `kept_counts`; stored in config.json for readers only
         super().__init__(**kwargs)
 

@@ -24,7 +24,7 @@ from .gradients import encode_texts, group_gradients
 from .hub import push_gradiend
 from .model_card import write_gradiend_card
 from .modeling_gradiend import TRAINING_ARGS_NAME, GradiendModel
-from .objectives import get_objective
+from .objectives import Objective, get_objective
 from .params import GradiendParameterError
 from .trainer_callbacks import (
     SNAPSHOT_NAME,
@@ -71,6 +71,9 @@ class GradiendTrainer(Trainer):
             `eval_dataset` is not given, its `validation` split.
         eval_dataset (`datasets.Dataset`, *optional*): Validation rows for the correlation.
         processing_class (`PreTrainedTokenizerBase`): The base model's tokenizer (a fast one).
+        objective ([`Objective`], *optional*): How the base model is scored; detected from `base_model` by default.
+            Give one to train through another objective (e.g. `gradiend_hf.mlm_head.mlm_head_objective(head,
+            tokenizer)`); the GRADIEND's config records its name and what it needs to be rebuilt.
         callbacks (`list[TrainerCallback]`, *optional*): Extra callbacks.
 
     Example:
@@ -96,6 +99,7 @@ class GradiendTrainer(Trainer):
         eval_dataset=None,
         processing_class=None,
         callbacks: list | None = None,
+        objective: Objective | None = None,
         **kwargs: Any,
     ):
         if not isinstance(model, GradiendModel):
@@ -116,7 +120,11 @@ class GradiendTrainer(Trainer):
         if eval_dataset is not None:
             check_feature_rows(eval_dataset, "eval_dataset")
 
-        self.objective = get_objective(base_model, processing_class)
+        self.objective = objective if objective is not None else get_objective(base_model, processing_class)
+        if objective is not None:
+            model.config.objective = objective.name
+            for key, value in objective.config_fields().items():
+                setattr(model.config, key, value)
         # Nothing is dropped: a row the tokenizer cannot represent is an error before anything is trained.
         check_usable_rows(train_dataset, self.objective, "training")
         if eval_dataset is not None:

@@ -4,6 +4,7 @@
 from .base import IGNORE_INDEX, MASK, Objective, split_masked
 from .batch import ObjectiveBatch
 from .causal_lm import CausalLMObjective
+from .causal_lm_mlm_head import CausalLMMLMHeadObjective, default_mask_token
 from .masked_lm import MaskedLMObjective
 from .registry import (
     OBJECTIVE_CLASSES,
@@ -23,12 +24,14 @@ __all__ = [
     "MASK",
     "OBJECTIVES",
     "OBJECTIVE_CLASSES",
+    "CausalLMMLMHeadObjective",
     "CausalLMObjective",
     "MaskedLMObjective",
     "Objective",
     "ObjectiveBatch",
     "ObjectiveError",
     "UnrepresentableWordError",
+    "default_mask_token",
     "detect_objective",
     "get_objective",
     "is_single_token",

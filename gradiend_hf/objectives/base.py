@@ -257,6 +257,11 @@ class Objective:
             )
         return text
 
+    def config_fields(self) -> dict:
+        """Further fields a GRADIEND's config records to rebuild this objective (e.g. where its MLM head is); none
+        for the plain families."""
+        return {}
+
     # -- language-modelling score (see gradiend_hf.evaluation.lms)
 
     def lms_example(self, ids: list[int], ordinary: list[int], rng, mask_rate: float):  # pragma: no cover

@@ -7,10 +7,14 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 
 from .base import MASK, Objective, ObjectiveError
 from .causal_lm import CausalLMObjective
+from .causal_lm_mlm_head import CausalLMMLMHeadObjective
 from .masked_lm import MaskedLMObjective
 
 
-OBJECTIVE_CLASSES: dict[str, type[Objective]] = {cls.name: cls for cls in (MaskedLMObjective, CausalLMObjective)}
+# `causal_lm_mlm_head` is chosen, never detected: it needs a trained MLM head (see `gradiend_hf.mlm_head`).
+OBJECTIVE_CLASSES: dict[str, type[Objective]] = {
+    cls.name: cls for cls in (MaskedLMObjective, CausalLMObjective, CausalLMMLMHeadObjective)
+}
 OBJECTIVES = tuple(OBJECTIVE_CLASSES)
 
 
