@@ -8,7 +8,6 @@ GRADIEND gradients of the decoder's parameters flow through the head.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -19,10 +18,10 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ..artefacts import KIND_MLM_HEAD, check_complete
+from ..artefacts import KIND_MLM_HEAD
 from ..errors import GradiendLoadError, NonFiniteError
 from ..io import atomic_folder
-from ..loading import hub_errors, resolve_location, safetensors_only
+from ..loading import check_saved_folder, hub_errors, resolve_location, safetensors_only
 from .card import build_mlm_head_card
 from .configuration import MODEL_TYPE, MLMHeadConfig
 from .hub import push_mlm_head
@@ -67,8 +66,6 @@ class MLMHeadPreTrainedModel(PreTrainedModel):
     config_class = MLMHeadConfig
     base_model_prefix = "mlm_head"
     main_input_name = "pooled"
-    _no_split_modules = []
-    supports_gradient_checkpointing = False
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -233,36 +230,13 @@ class MLMHeadModel(MLMHeadPreTrainedModel):
 
 def _check_source(name: str, kwargs: dict) -> None:
     """Refuses, before any weight is read, a folder that is no whole MLM head save or a repo of another model."""
-    if not os.path.isdir(name):
-        hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
-        with hub_errors(name, WHAT):
-            config_dict, _ = MLMHeadConfig.get_config_dict(name, **hub_kwargs)
-        _check_model_type(config_dict.get("model_type"), name)
+    if os.path.isdir(name):
+        check_saved_folder(name, _check_model_type, WHAT)
         return
-    check_complete(name)
-    config_path = os.path.join(name, "config.json")
-    if not os.path.isfile(config_path):
-        raise GradiendLoadError(
-            f"{name!r} has no config.json, so it holds no saved MLM head (or a save was interrupted). Give the folder "
-            "`save_pretrained` or `train_mlm_head` wrote."
-        )
-    try:
-        with open(config_path, encoding="utf-8") as file:
-            model_type = json.load(file).get("model_type")
-    except (OSError, ValueError, AttributeError) as error:
-        raise GradiendLoadError(f"{config_path!r} is not a readable JSON config ({error}).") from None
-    _check_model_type(model_type, name)
-    files = os.listdir(name)
-    if "model.safetensors" not in files:
-        pickles = sorted(n for n in files if n.endswith((".bin", ".pt", ".pth", ".pkl")))
-        if pickles:
-            raise GradiendLoadError(
-                f"{name!r} holds only pickled weights ({', '.join(pickles[:3])}), which gradiend-hf does not load "
-                "(unpickling can run code). Re-save the head with `save_pretrained` (safetensors)."
-            )
-        raise GradiendLoadError(
-            f"{name!r} has an MLM head config.json but no model.safetensors; the save is incomplete. Save it again."
-        )
+    hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
+    with hub_errors(name, WHAT):
+        config_dict, _ = MLMHeadConfig.get_config_dict(name, **hub_kwargs)
+    _check_model_type(config_dict.get("model_type"), name)
 
 
 def _check_model_type(model_type: str | None, name: str) -> None:

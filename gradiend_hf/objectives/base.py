@@ -177,14 +177,19 @@ class Objective:
         if not all(len(row_words) for row_words in words):
             raise ObjectiveError("Every row needs at least one word.")
         builder = BatchBuilder()
-        for row, slots in enumerate(self._locate(masked, words)):
-            self._add_row(builder, row, masked[row], slots)
+        self._add_rows(builder, masked, words)
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
         batch, _ = builder.build(pad_id, self._padding_side(padding_side))
         batch.position_ids = self._position_ids(batch.attention_mask)
         return batch
+
+    def _add_rows(self, builder: BatchBuilder, masked: Sequence[str], words: Sequence[Sequence[str]]) -> None:
+        """Adds the sequences and targets of every row to `builder`: each row's words located in it, then
+        [`_add_row`]."""
+        for row, slots in enumerate(self._locate(masked, words)):
+            self._add_row(builder, row, masked[row], slots)
 
     def _add_row(self, builder: BatchBuilder, row: int, text: str, slots: list[Located]) -> None:  # pragma: no cover
         """Adds the sequences and targets of one row's located words to `builder`."""

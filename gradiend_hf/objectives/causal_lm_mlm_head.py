@@ -149,33 +149,14 @@ class CausalLMMLMHeadObjective(CausalLMObjective):
         self._sequences(masked)
         return [self._labels([word], text) for text, word in zip(masked, words)]
 
-    def prepare_words(
-        self, masked: Sequence[str], words: Sequence[Sequence[str]], padding_side: str | None = None
-    ) -> ObjectiveBatch:
+    def _add_rows(self, builder: BatchBuilder, masked: Sequence[str], words: Sequence[Sequence[str]]) -> None:
         """One sequence per row (the sentence with the mask token at the blank); each word is a target read at the
-        mask's position, its "token" the word's label index.
-
-        Raises:
-            ObjectiveError: for a row without one `[MASK]`, a row without words, a word that is no label of the
-                head ([`UnrepresentableWordError`]) or a mask token the tokenizer does not keep whole.
-        """
-        if len(masked) == 0:
-            raise ObjectiveError("No rows to prepare.")
-        if len(words) != len(masked):
-            raise ObjectiveError("`masked` and `words` must have the same length.")
-        if not all(len(row_words) for row_words in words):
-            raise ObjectiveError("Every row needs at least one word.")
-        builder = BatchBuilder()
+        mask's position, its "token" the word's label index (a word that is no label of the head raises an
+        [`UnrepresentableWordError`])."""
         for row, ((ids, position), row_words) in enumerate(zip(self._sequences(masked), words)):
             sequence = builder.add_sequence(ids, row)
             for slot, label in enumerate(self._labels(row_words, masked[row])):
                 builder.add_word(row, slot, sequence, position, [label])
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
-        batch, _ = builder.build(pad_id, self._padding_side(padding_side))
-        batch.position_ids = self._position_ids(batch.attention_mask)
-        return batch
 
     def row_from_text(self, text: str) -> str:
         """The head reads the whole sentence: the text needs one `[MASK]`, as for a masked LM."""
