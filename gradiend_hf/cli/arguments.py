@@ -23,7 +23,18 @@ class ModelArguments:
     )
     revision: str | None = field(default=None, metadata={"help": "Revision of the base model on the Hub."})
     objective: str | None = field(
-        default=None, metadata={"help": "masked_lm or causal_lm; detected from the model when not given."}
+        default=None,
+        metadata={
+            "help": "masked_lm or causal_lm, detected from the model when not given; causal_lm_mlm_head (with "
+            "--mlm_head) reads a decoder through an MLM head."
+        },
+    )
+    mlm_head: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder or Hub id of an MLM head of the base model (`gradiend_hf.mlm_head.train_mlm_head`): the "
+            "GRADIEND is trained through it (objective causal_lm_mlm_head)."
+        },
     )
     params: list[str] | None = field(
         default=None,
@@ -36,6 +47,14 @@ class ModelArguments:
         # Never a silent switch to another objective: "masked" or "mlm" must not train a causal LM.
         if self.objective is not None and self.objective not in OBJECTIVES:
             raise GradiendError(f"Unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}.")
+        if self.mlm_head is not None:
+            if self.objective not in (None, "causal_lm_mlm_head"):
+                raise GradiendError(
+                    f"`mlm_head` trains through the objective causal_lm_mlm_head, not {self.objective!r}; drop one."
+                )
+            self.objective = "causal_lm_mlm_head"
+        elif self.objective == "causal_lm_mlm_head":
+            raise GradiendError("The objective causal_lm_mlm_head needs its head: pass `mlm_head` (folder or Hub id).")
         if self.dtype not in DTYPES:
             raise GradiendError(f"Unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}.")
         check_positive(self.latent_dim, "latent_dim", integer=True)

@@ -69,6 +69,7 @@ class Objective:
         class_tokens_per_row (`bool`): Whether the tokens that spell a class's word at the blank depend on the row
             (a causal LM reads the word after each row's prefix) or the single-token spellings are the same for every
             row (a masked LM's surface variants).
+        scores_any_word (`bool`): Whether any word can fill a blank (an MLM head scores only its labels).
         description (`str`), lms_description (`str`): How model cards describe the objective and its LMS.
     """
 
@@ -81,6 +82,7 @@ class Objective:
     default_left_context_words: int = 0
     min_left_context_words: int = 0
     class_tokens_per_row: bool = False
+    scores_any_word: bool = True
     description: str = ""
     lms_description: str = ""
 
