@@ -9,8 +9,9 @@ from datasets import Dataset
 from safetensors.torch import save_file
 
 from gradiend_hf import GradiendModel, GradiendTrainer, GradiendTrainingArguments
+from gradiend_hf.cli.arguments import ModelArguments
 from gradiend_hf.data import load_builtin
-from gradiend_hf.errors import GradiendLoadError, GradiendSaveError
+from gradiend_hf.errors import GradiendError, GradiendLoadError, GradiendSaveError
 from gradiend_hf.gradients import encode_texts
 from gradiend_hf.mlm_head import (
     MLMHeadConfig,
@@ -173,3 +174,11 @@ def test_a_gradiend_trained_through_the_head_learns_gender_and_finds_its_head(ge
     # A plain GRADIEND's objective is its family, as before.
     plain = GradiendModel.from_base_model(model, params=["model.norm.weight"])
     assert objective_for_gradiend(plain, tokenizer, model).name == "causal_lm"
+
+
+def test_the_command_line_selects_the_objective_by_its_head():
+    assert ModelArguments(mlm_head="out/head").objective == "causal_lm_mlm_head"
+    with pytest.raises(GradiendError, match="needs its head"):
+        ModelArguments(objective="causal_lm_mlm_head")
+    with pytest.raises(GradiendError, match="drop one"):
+        ModelArguments(objective="masked_lm", mlm_head="out/head")
