@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
 
 from ..objectives import CausalLMMLMHeadObjective, default_mask_token
 from ..training_data import GradiendDataError
@@ -30,7 +31,7 @@ class MLMHeadTrainingArguments(TrainingArguments):
             tokenizer's mask token, else its end, start or unknown token that is not the model's padding token.
         max_eval_rows (`int`, *optional*): At most this many held-out rows for the accuracy.
         other fields: As for `TrainingArguments`; learning rate 1e-4 (constant), 5 epochs, batch size 4, weight decay
-            0.01 (torch's AdamW), no checkpoints, no reporting by default.
+            0.01 (torch's AdamW), no checkpoints or logs.
     """
 
     pooling_length: int = field(default=3, metadata={"help": "Positions averaged from the mask token on."})
@@ -41,10 +42,10 @@ class MLMHeadTrainingArguments(TrainingArguments):
     per_device_train_batch_size: int = field(default=4)
     per_device_eval_batch_size: int = field(default=32)
     weight_decay: float = field(default=0.01)
-    lr_scheduler_type: str = field(default="constant")
-    save_strategy: str = field(default="no")
-    report_to: str | list[str] | None = field(default="none")
-    logging_strategy: str = field(default="no")
+    # The types as TrainingArguments gives them, so HfArgumentParser reads them the same way.
+    lr_scheduler_type: SchedulerType | str = field(default="constant")
+    save_strategy: SaveStrategy | str = field(default="no")
+    logging_strategy: IntervalStrategy | str = field(default="no")
 
 
 @dataclass
