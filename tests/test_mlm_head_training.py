@@ -171,6 +171,11 @@ def test_a_gradiend_trained_through_the_head_learns_gender_and_finds_its_head(ge
     torch.testing.assert_close(
         encode_texts(loaded, model, found, *texts), encode_texts(gradiend, model, objective, *texts)
     )
+    # The rewrite is one of the original model (the mask is an existing token): a PEFT adapter and cards work.
+    assert "MLM head" in (tmp_path / "final" / "README.md").read_text()
+    report = loaded.export_peft(model, 1.0, 1e-3, tmp_path / "adapter")
+    adapter = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert adapter["task_type"] == "CAUSAL_LM" and report.relative_error < 1e-4
     # A plain GRADIEND's objective is its family, as before.
     plain = GradiendModel.from_base_model(model, params=["model.norm.weight"])
     assert objective_for_gradiend(plain, tokenizer, model).name == "causal_lm"
