@@ -14,6 +14,7 @@ import json
 import os
 
 import torch
+from datasets import DatasetDict
 
 from gradiend_hf import GradiendModel, GradiendTrainer, GradiendTrainingArguments, load_base_model
 from gradiend_hf.data import load_builtin
@@ -68,22 +69,30 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="tiny Llama instead of SmolLM2")
     parser.add_argument("--output-dir", default="out/mlm-head-gender")
+    parser.add_argument("--mask-token", help="token marking the blank (default: see default_mask_token)")
+    parser.add_argument("--steps", type=int, help="GRADIEND training steps (default: 20 fast, 40 SmolLM2)")
     args = parser.parse_args(argv)
 
     data, neutral = load_builtin("gender-en"), load_builtin("neutral-en")
-    head_args = MLMHeadTrainingArguments(os.path.join(args.output_dir, "mlm-head"), disable_tqdm=True)
-    eval_rows, lms_texts = 128, 32
+    head_args = MLMHeadTrainingArguments(
+        os.path.join(args.output_dir, "mlm-head"), disable_tqdm=True, mask_token=args.mask_token
+    )
+    eval_rows, lms_texts, learning_rates = 128, 32, None
     if args.fast:
         base, tokenizer = tiny_model("llama")
         params, steps = ["model.layers.1.*"], 20
+        data = DatasetDict(
+            {name: split.select(range(400 if name == "train" else 100)) for name, split in data.items()}
+        )
         head_data = data["train"].select(range(200))
         head_args.num_train_epochs, head_args.max_eval_rows = 1, 64
-        eval_rows, lms_texts = 32, 16
+        eval_rows, lms_texts, learning_rates = 32, 16, [1e-3, 1e-2, 1e-1]
     else:
         base, tokenizer = load_base_model("HuggingFaceTB/SmolLM2-135M-Instruct")
         params, steps = ["model.layers.2[4-9].*"], 40  # the last six layers, as in gender_causal_lm.py
         head_data = data["train"]
 
+    steps = args.steps or steps
     result = train_mlm_head(base, tokenizer, head_data, head_args, eval_dataset=data["validation"])
     report = {"mlm_head": {"accuracy": result.accuracy, "majority": result.chance, "eval_rows": result.eval_rows}}
     objectives = {"causal_lm_mlm_head": mlm_head_objective(result.head, tokenizer, base), "causal_lm": None}
@@ -103,6 +112,7 @@ def main(argv=None):
             policy="balance",
             max_rows=eval_rows // 4,
             lms_max_texts=lms_texts,
+            learning_rates=learning_rates,
         )
         report[name] = summary(encoder, decoder)
     print(json.dumps(report, indent=2))
