@@ -23,7 +23,7 @@ COMMANDS = {
 
 def usage() -> str:
     lines = ["usage: gradiend-hf <command> [options]", "", "commands:"]
-    lines += [f"  {name:<14} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines += [f"  {name:<15} {help_text}" for name, (_, help_text) in COMMANDS.items()]
     lines += ["", "Run `gradiend-hf <command> --help` for a command's options."]
     return "\n".join(lines)
 

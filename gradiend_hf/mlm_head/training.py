@@ -90,12 +90,17 @@ def _split(dataset, eval_dataset):
 
 
 def _labels_of(rows) -> tuple[list[str], dict[str, str]]:
-    """The label words (lower-cased class words, by class and then alphabetically) and their classes."""
+    """The label words (lower-cased factual and alternative words, by class and then alphabetically) and their
+    classes."""
     classes: dict[str, str] = {}
-    for word, cls in zip(rows["factual"], rows["factual_class"]):
-        classes.setdefault(str(word).strip().lower(), str(cls))
+    pairs = [(rows["factual"], rows["factual_class"])]
+    if "alternative" in rows.column_names and "alternative_class" in rows.column_names:
+        pairs.append((rows["alternative"], rows["alternative_class"]))
+    for words, word_classes in pairs:
+        for word, cls in zip(words, word_classes):
+            classes.setdefault(str(word).strip().lower(), str(cls))
     order = list(dict.fromkeys(rows["factual_class"]))
-    labels = sorted(classes, key=lambda w: (order.index(classes[w]), w))
+    labels = sorted(classes, key=lambda w: (order.index(classes[w]) if classes[w] in order else len(order), w))
     return labels, classes
 
 
@@ -131,7 +136,8 @@ def train_mlm_head(
         base_model (`PreTrainedModel`): The decoder (a causal LM); it is not changed.
         tokenizer: Its fast tokenizer.
         dataset (`datasets.DatasetDict` or `datasets.Dataset`): Feature rows (`masked`, `factual`,
-            `factual_class`); every distinct factual word (lower-cased) is a label. A `DatasetDict` gives its
+            `factual_class`, optionally `alternative`, `alternative_class`); every distinct factual or alternative
+            word (lower-cased) is a label, and the head learns from the factual words. A `DatasetDict` gives its
             `train` split and its `validation` (else `test`) split for the held-out accuracy.
         args ([`MLMHeadTrainingArguments`], *optional*): Defaults to the reference's recipe in `mlm-head`.
         eval_dataset (`datasets.Dataset`, *optional*): Held-out rows (instead of the dataset's split).
