@@ -25,6 +25,7 @@ KIND_STEERING = "steering"
 KIND_MODEL = "model"  # a model folder gradiend-hf did not write (e.g. a base model); never written by us
 KIND_DEFAULT_MODEL = "default-model"
 KIND_SPACE = "space"
+KIND_MLM_HEAD = "mlm-head"  # the auxiliary MLM head of a decoder-only model (gradiend_hf.mlm_head)
 KIND_SUITE = "gradiend-suite"  # a folder of GRADIENDs with suite.json; each member folder is a GRADIEND
 SUITE_REPORT_NAME = "suite.json"
 
@@ -37,6 +38,7 @@ _DESCRIPTIONS = {
     KIND_DEFAULT_MODEL: "the converted default model",
     KIND_SPACE: "a Gradio Space",
     KIND_SUITE: "a suite of GRADIENDs",
+    KIND_MLM_HEAD: "an MLM head of a decoder-only model",
 }
 
 _WEIGHTS = r"(model|pytorch_model)(-\d{5}-of-\d{5})?\.(safetensors|bin)(\.index\.json)?"

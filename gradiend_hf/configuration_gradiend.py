@@ -77,9 +77,10 @@ class GradiendConfig(PretrainedConfig):
             Gradient the decoder reconstructs, same choices as `source`.
         objective (`str`, *optional*):
             How the base model is scored: `"masked_lm"`, `"causal_lm"` (next token after the text before the
-            blank), `"seq2seq_lm"` (T5, BART: the decoder writes the blank) or `"causal_lm_cloze"` (the word in the
-            blank; the loss also reads the text after it). Detected from the base model (`masked_lm`, `causal_lm` or
-            `seq2seq_lm`) when not given.
+            blank), `"seq2seq_lm"` (T5, BART: the decoder writes the blank), `"causal_lm_cloze"` (the word in the
+            blank; the loss also reads the text after it) or `"causal_lm_mlm_head"` (a decoder read through an
+            auxiliary MLM head, chosen by giving the trainer that objective; see `mlm_head`). Detected from the base
+            model (`masked_lm`, `causal_lm` or `seq2seq_lm`) when not given.
         objective_options (`dict`, *optional*):
             The objective's own options, e.g. `{"right_window": 2}` for `"causal_lm_cloze"` (tokens after the word
             in the loss, -1 for all); checked against the objective and recorded with every option it has.
@@ -118,6 +119,10 @@ class GradiendConfig(PretrainedConfig):
         class_view (`dict`, *optional*):
             The view of a dataset with more classes the GRADIEND was trained on (`ClassView.to_dict()`, recorded by
             [`train_suite`]), so an evaluation over all of the dataset's transitions knows which are its own.
+        mlm_head (`dict`, *optional*):
+            For the objective `"causal_lm_mlm_head"`: the MLM head the gradients were read through
+            (`name_or_path`, `revision`, `labels`, `pooling_length`, `mask_token`; see
+            [`gradiend_hf.mlm_head.MLMHeadModel.record`]), so a loaded GRADIEND finds it again.
     """
 
     model_type = "gradiend"
@@ -130,6 +135,7 @@ class GradiendConfig(PretrainedConfig):
     training_summary: dict | None = None
     multi_seed: dict | None = None
     class_view: dict | None = None
+    mlm_head: dict | None = None
 
     def __init__(
         self,
@@ -159,6 +165,7 @@ class GradiendConfig(PretrainedConfig):
         training_summary: dict | None = None,
         multi_seed: dict | None = None,
         class_view: dict | None = None,
+        mlm_head: dict | None = None,
         **kwargs,
     ):
         param_names = list(param_names or [])
@@ -220,6 +227,7 @@ class GradiendConfig(PretrainedConfig):
         self.training_summary = dict(training_summary) if training_summary else None
         self.multi_seed = dict(multi_seed) if multi_seed else None
         self.class_view = dict(class_view) if class_view else None
+        self.mlm_head = dict(mlm_head) if mlm_head else None
         kwargs.pop("pruned", None)  # derived from `kept_counts`; stored in config.json for readers only
         super().__init__(**kwargs)
 

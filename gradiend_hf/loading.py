@@ -122,12 +122,23 @@ def check_model_type(model_type: str | None, name: str) -> None:
 
 def check_gradiend_folder(folder: str | os.PathLike) -> None:
     """Raises a [`GradiendLoadError`] unless `folder` holds a complete GRADIEND save with safetensors weights."""
+    check_saved_folder(folder, check_model_type)
+
+
+def check_saved_folder(folder: str | os.PathLike, check_type, what: str = "GRADIEND") -> None:
+    """Raises a [`GradiendLoadError`] unless `folder` holds a complete save of `what` with safetensors weights.
+
+    Args:
+        folder (`str` or `os.PathLike`): The folder.
+        check_type (`Callable[[str | None, str], None]`): Raises for a config's `model_type` that is not `what`'s.
+        what (`str`, *optional*, defaults to `"GRADIEND"`): How messages name the artefact.
+    """
     folder = os.fspath(folder)
     check_complete(folder)
     config_path = os.path.join(folder, "config.json")
     if not os.path.isfile(config_path):
         raise GradiendLoadError(
-            f"{folder!r} has no config.json, so it holds no saved GRADIEND (or a save into it was interrupted). "
+            f"{folder!r} has no config.json, so it holds no saved {what} (or a save into it was interrupted). "
             "Give the folder that `save_pretrained` wrote."
         )
     try:
@@ -135,7 +146,7 @@ def check_gradiend_folder(folder: str | os.PathLike) -> None:
             model_type = json.load(file).get("model_type")
     except (OSError, ValueError, AttributeError) as error:
         raise GradiendLoadError(f"{config_path!r} is not a readable JSON config ({error}).") from None
-    check_model_type(model_type, folder)
+    check_type(model_type, folder)
     names = os.listdir(folder)
     if not any(n in ("model.safetensors", "model.safetensors.index.json") for n in names):
         pickles = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
@@ -143,11 +154,11 @@ def check_gradiend_folder(folder: str | os.PathLike) -> None:
             raise GradiendLoadError(
                 f"{folder!r} holds only pickled weights ({', '.join(sorted(pickles)[:3])}), which gradiend-hf does "
                 "not load because unpickling can run arbitrary code. Load them yourself if you trust them and "
-                "re-save the GRADIEND with `save_pretrained` (safetensors)."
+                f"re-save the {what} with `save_pretrained` (safetensors)."
             )
         raise GradiendLoadError(
-            f"{folder!r} has a GRADIEND config.json but no weights (model.safetensors); the save is incomplete. "
-            "Save the GRADIEND again."
+            f"{folder!r} has a {what} config.json but no weights (model.safetensors); the save is incomplete. "
+            f"Save the {what} again."
         )
 
 

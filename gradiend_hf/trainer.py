@@ -24,7 +24,7 @@ from .gradients import encode_texts, group_gradients
 from .hub import push_gradiend
 from .model_card import write_gradiend_card
 from .modeling_gradiend import TRAINING_ARGS_NAME, GradiendModel
-from .objectives import gradiend_objective
+from .objectives import Objective, gradiend_objective
 from .params import GradiendParameterError
 from .trainer_callbacks import (
     SNAPSHOT_NAME,
@@ -71,6 +71,9 @@ class GradiendTrainer(Trainer):
             `eval_dataset` is not given, its `validation` split.
         eval_dataset (`datasets.Dataset`, *optional*): Validation rows for the correlation.
         processing_class (`PreTrainedTokenizerBase`): The base model's tokenizer (a fast one).
+        objective ([`Objective`], *optional*): How the base model is scored; detected from `base_model` by default.
+            Give one to train through another objective (e.g. `gradiend_hf.mlm_head.mlm_head_objective(head,
+            tokenizer)`); the GRADIEND's config records its name and what it needs to be rebuilt.
         callbacks (`list[TrainerCallback]`, *optional*): Extra callbacks.
 
     Example:
@@ -96,6 +99,7 @@ class GradiendTrainer(Trainer):
         eval_dataset=None,
         processing_class=None,
         callbacks: list | None = None,
+        objective: Objective | None = None,
         **kwargs: Any,
     ):
         if not isinstance(model, GradiendModel):
@@ -116,8 +120,15 @@ class GradiendTrainer(Trainer):
         if eval_dataset is not None:
             check_feature_rows(eval_dataset, "eval_dataset")
 
-        # The objective the GRADIEND's config records (e.g. causal_lm_cloze), detected when it names none.
-        self.objective = gradiend_objective(model.config, base_model, processing_class)
+        # The objective given (e.g. through an MLM head), else the one the GRADIEND's config records (e.g.
+        # causal_lm_cloze), detected when it names none.
+        self.objective = (
+            objective if objective is not None else gradiend_objective(model.config, base_model, processing_class)
+        )
+        if objective is not None:
+            model.config.objective = objective.name
+            for key, value in objective.config_fields().items():
+                setattr(model.config, key, value)
         # Nothing is dropped: a row the tokenizer cannot represent is an error before anything is trained.
         check_usable_rows(train_dataset, self.objective, "training")
         if eval_dataset is not None:

@@ -26,13 +26,21 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "masked_lm, causal_lm, seq2seq_lm or causal_lm_cloze (the word in the blank, the loss also on the "
-            "text after it); masked_lm, causal_lm or seq2seq_lm is detected from the model when not given."
+            "text after it); masked_lm, causal_lm or seq2seq_lm is detected from the model when not given; "
+            "causal_lm_mlm_head (with --mlm_head) reads a decoder through an MLM head."
         },
     )
     right_window: int | None = field(
         default=None,
         metadata={
             "help": "causal_lm_cloze only: tokens after the word that count in the loss (-1 or unset: all of them)."
+        },
+    )
+    mlm_head: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder or Hub id of an MLM head of the base model (`gradiend_hf.mlm_head.train_mlm_head`): the "
+            "GRADIEND is trained through it (objective causal_lm_mlm_head)."
         },
     )
     params: list[str] | None = field(
@@ -46,6 +54,14 @@ class ModelArguments:
         # Never a silent switch to another objective: "masked" or "mlm" must not train a causal LM.
         if self.objective is not None and self.objective not in OBJECTIVES:
             raise GradiendError(f"Unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}.")
+        if self.mlm_head is not None:
+            if self.objective not in (None, "causal_lm_mlm_head"):
+                raise GradiendError(
+                    f"`mlm_head` trains through the objective causal_lm_mlm_head, not {self.objective!r}; drop one."
+                )
+            self.objective = "causal_lm_mlm_head"
+        elif self.objective == "causal_lm_mlm_head":
+            raise GradiendError("The objective causal_lm_mlm_head needs its head: pass `mlm_head` (folder or Hub id).")
         if self.right_window is not None:
             if self.objective is None or "right_window" not in objective_class(self.objective).option_names:
                 chosen = self.objective or "the detected objective"

@@ -9,6 +9,7 @@ import sys
 
 COMMANDS = {
     "train": ("gradiend_hf.cli.train", "train a GRADIEND from a YAML/JSON config"),
+    "train-mlm-head": ("gradiend_hf.cli.train_mlm_head", "train the MLM head of a decoder (for `train --mlm_head`)"),
     "suite": ("gradiend_hf.cli.suite", "train a family of GRADIENDs (all pairs, one-vs-rest) of a k-class feature"),
     "evaluate": ("gradiend_hf.cli.evaluate", "encoder and decoder evaluation of a trained GRADIEND"),
     "rewrite": ("gradiend_hf.cli.rewrite", "save a base model rewritten by a GRADIEND"),
@@ -22,7 +23,7 @@ COMMANDS = {
 
 def usage() -> str:
     lines = ["usage: gradiend-hf <command> [options]", "", "commands:"]
-    lines += [f"  {name:<12} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines += [f"  {name:<15} {help_text}" for name, (_, help_text) in COMMANDS.items()]
     lines += ["", "Run `gradiend-hf <command> --help` for a command's options."]
     return "\n".join(lines)
 

@@ -13,6 +13,7 @@ import torch
 from ..base_models import load_base_config, load_base_model
 from ..data import load_feature_data
 from ..errors import GradiendError
+from ..mlm_head import mlm_head_objective
 from ..modeling_gradiend import GradiendModel
 from ..objectives import objective_class, objective_of_config
 from ..trainer import GradiendTrainer, check_fresh_output, resolve_checkpoint
@@ -105,9 +106,9 @@ def run_training(model_args: ModelArguments, data_args: DataArguments, training_
         **objective_kwargs(model_args),
     )
     gradiend.config.base_model_name_or_path = model_args.base_model
-    trainer = GradiendTrainer(
-        model=gradiend, base_model=base, processing_class=tokenizer, args=training_args, train_dataset=data
-    )
+    # Only the MLM head objective needs more than the base model to be built; the others are detected.
+    head = mlm_head_objective(model_args.mlm_head, tokenizer, base) if model_args.mlm_head else None
+    trainer = GradiendTrainer(gradiend, base, training_args, data, processing_class=tokenizer, objective=head)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     return trainer, gradiend, base, tokenizer, data

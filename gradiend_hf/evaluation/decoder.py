@@ -193,7 +193,7 @@ def evaluate_decoder(
     ffs = number_grid(feature_factors, "feature_factors")
 
     gradiend.check_base_model(base_model)
-    objective = gradiend_objective(config, base_model, tokenizer)
+    objective = gradiend_objective(config, base_model, tokenizer, scoring=True)
     device = model_device(base_model)
     rows = sample_by_class(resolve_split(dataset, split), classes, max_rows, seed)
     check_usable(objective, rows)

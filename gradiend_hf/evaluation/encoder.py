@@ -10,7 +10,7 @@ import pandas as pd
 from ..data import ClassView, FeatureDataError, apply_view, feature_class_names, transitions_view
 from ..data.rows import split_of
 from ..gradients import encode_texts
-from ..objectives import gradiend_objective
+from ..objectives import Objective, gradiend_objective
 from .feature_factor import feature_classes_and_positive
 from .metrics import EvaluationError, encoder_metrics, transition_stats
 from .rows import (
@@ -78,6 +78,7 @@ def evaluate_encoder(
     seed: int = 0,
     max_neutral_rows: int | None = None,
     include_other_classes: bool = False,
+    objective: Objective | None = None,
 ) -> EncoderReport:
     """Encodes the rows of a split (and neutral rows) and measures how well the encoder separates the classes.
 
@@ -89,6 +90,9 @@ def evaluate_encoder(
     For causal LMs a blanked-out word has at least one word before it (the model reads the text before the blank)
     and must be a single token; others are skipped. Neutral rows use the blanked word as factual and alternative
     word, expect 0 and are excluded from the correlation.
+
+    An objective that reads only some words at a blank (`scores_any_word` false: an MLM head scores its labels)
+    encodes no neutral rows.
 
     Per-example encodings come from batched forward-mode AD ([`gradiend_hf.gradients.encode_rows`]): no backward
     pass per example.
@@ -111,6 +115,8 @@ def evaluate_encoder(
         include_other_classes (`bool`, *optional*, defaults to `False`): Also encode the rows of every other
             transition (identity ones too; expected 0), reported per transition in `metrics["encoding_by_transition"]`
             but never in the pair `correlation`.
+        objective ([`Objective`], *optional*): How the rows are scored; the GRADIEND's own by default (for
+            `causal_lm_mlm_head` give `gradiend_hf.mlm_head.objective_for_gradiend(gradiend, tokenizer, base)`).
 
     Returns:
         [`EncoderReport`] with `.metrics` and `.rows`.
@@ -133,7 +139,7 @@ def evaluate_encoder(
             f"The split {split!r} has no rows of the classes {classes}; it is empty or its `factual_class` values "
             "differ from the GRADIEND's feature classes."
         )
-    objective = gradiend_objective(gradiend.config, base_model, tokenizer)
+    objective = objective if objective is not None else gradiend_objective(gradiend.config, base_model, tokenizer)
     # Every row is encoded, words of several tokens too; one the tokenizer cannot represent is an error.
     check_usable(objective, picked)
     excluded = {word for words in class_words(rows, row_classes).values() for word in words}
@@ -159,7 +165,7 @@ def evaluate_encoder(
         ("neutral_training_masked", sample_texts(filled, neutral_cap, seed)),
         ("neutral_dataset", sample_texts(neutral_texts(neutral), neutral_cap, seed)),
     ]
-    for kind, texts in sources:
+    for kind, texts in sources if objective.scores_any_word else ():
         for _, masked, word in blank_random_word(texts, objective, excluded, seed):
             table.append(
                 {

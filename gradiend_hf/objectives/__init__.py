@@ -5,6 +5,7 @@ from .base import IGNORE_INDEX, MASK, Objective, split_masked
 from .batch import ObjectiveBatch
 from .causal_lm import CausalLMObjective
 from .causal_lm_cloze import CausalLMClozeObjective
+from .causal_lm_mlm_head import CausalLMMLMHeadObjective, default_mask_token
 from .logits import logits_at, separable_head
 from .masked_lm import MaskedLMObjective
 from .registry import (
@@ -30,6 +31,7 @@ __all__ = [
     "OBJECTIVES",
     "OBJECTIVE_CLASSES",
     "CausalLMClozeObjective",
+    "CausalLMMLMHeadObjective",
     "CausalLMObjective",
     "MaskedLMObjective",
     "Objective",
@@ -38,6 +40,7 @@ __all__ = [
     "Seq2SeqObjective",
     "UnrepresentableWordError",
     "check_objective_fits",
+    "default_mask_token",
     "detect_objective",
     "get_objective",
     "gradiend_objective",

@@ -87,6 +87,7 @@ class Objective:
         class_tokens_per_row (`bool`): Whether the tokens that spell a class's word at the blank depend on the row
             (a causal LM reads the word after each row's prefix) or the single-token spellings are the same for every
             row (a masked LM's surface variants).
+        scores_any_word (`bool`): Whether any word can fill a blank (an MLM head scores only its labels).
         description (`str`), lms_description (`str`): How model cards describe the objective and its LMS.
         scores_benchmarks (`bool`): Whether the bias benchmarks (`gradiend_hf.benchmarks`) can score the family.
     """
@@ -100,6 +101,7 @@ class Objective:
     default_left_context_words: int = 0
     min_left_context_words: int = 0
     class_tokens_per_row: bool = False
+    scores_any_word: bool = True
     description: str = ""
     lms_description: str = ""
     scores_benchmarks: bool = True
@@ -233,14 +235,21 @@ class Objective:
         if not all(len(row_words) for row_words in words):
             raise ObjectiveError("Every row needs at least one word.")
         builder = BatchBuilder()
-        for row, slots in enumerate(self._locate(masked, words)):
-            self._add_row(builder, row, masked[row], slots, for_loss)
+        self._add_rows(builder, masked, words, for_loss)
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else 0
         batch, _ = builder.build(pad_id, self._padding_side(padding_side))
         batch.position_ids = self._position_ids(batch.attention_mask)
         return batch
+
+    def _add_rows(
+        self, builder: BatchBuilder, masked: Sequence[str], words: Sequence[Sequence[str]], for_loss: bool = False
+    ) -> None:
+        """Adds the sequences and targets of every row to `builder`: each row's words located in it, then
+        [`_add_row`]."""
+        for row, slots in enumerate(self._locate(masked, words)):
+            self._add_row(builder, row, masked[row], slots, for_loss)
 
     def _add_row(
         self, builder: BatchBuilder, row: int, text: str, slots: list[Located], for_loss: bool = False
@@ -321,6 +330,11 @@ class Objective:
         """Model inputs that run a model of this family on the token ids `ids` `(batch, length)`, e.g. to check that
         a rewritten model's logits are finite."""
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def config_fields(self) -> dict:
+        """Further fields a GRADIEND's config records to rebuild this objective (e.g. where its MLM head is); none
+        for the plain families."""
+        return {}
 
     # -- language-modelling score (see gradiend_hf.evaluation.lms)
 

@@ -12,13 +12,22 @@ from transformers.models.auto.modeling_auto import (
 from .base import MASK, Objective, ObjectiveError
 from .causal_lm import CausalLMObjective
 from .causal_lm_cloze import CausalLMClozeObjective
+from .causal_lm_mlm_head import CausalLMMLMHeadObjective
 from .masked_lm import MaskedLMObjective
 from .seq2seq import Seq2SeqObjective
 
 
-# Detection (`detect_objective`) names masked, causal and seq2seq LMs; the others are chosen by name.
+# Detection (`detect_objective`) names masked, causal and seq2seq LMs; the others are chosen by name
+# (`causal_lm_mlm_head` needs a trained MLM head, see `gradiend_hf.mlm_head`).
 OBJECTIVE_CLASSES: dict[str, type[Objective]] = {
-    cls.name: cls for cls in (MaskedLMObjective, CausalLMObjective, CausalLMClozeObjective, Seq2SeqObjective)
+    cls.name: cls
+    for cls in (
+        MaskedLMObjective,
+        CausalLMObjective,
+        CausalLMClozeObjective,
+        Seq2SeqObjective,
+        CausalLMMLMHeadObjective,
+    )
 }
 OBJECTIVES = tuple(OBJECTIVE_CLASSES)
 
@@ -119,16 +128,26 @@ def check_objective_fits(name: str, model: nn.Module) -> None:
         )
 
 
-def gradiend_objective(config, base_model: nn.Module, tokenizer) -> Objective:
+def gradiend_objective(config, base_model: nn.Module, tokenizer, scoring: bool = False) -> Objective:
     """The objective a GRADIEND's config records (`objective`, `objective_options`) for its base model, detected
     when the config names none: what training, the encodings, the decoder grid and the LMS all use.
+
+    Args:
+        config ([`GradiendConfig`]): The GRADIEND's config.
+        base_model (`nn.Module`): Its base model.
+        tokenizer: The base model's tokenizer.
+        scoring (`bool`, *optional*, defaults to `False`): For scoring rewrites (class probabilities, LMS): an
+            objective that scores its label words only (`causal_lm_mlm_head`, whose head is not the model's) gives
+            way to the base model's own family, as in the reference package.
 
     Raises:
         ObjectiveError: when the recorded objective does not fit the base model or its options are invalid.
     """
     name = getattr(config, "objective", None) or detect_objective(base_model)
-    check_objective_fits(name, base_model)
     options = getattr(config, "objective_options", None) or {}
+    if scoring and not objective_class(name).scores_any_word:
+        name, options = detect_objective(base_model), {}
+    check_objective_fits(name, base_model)
     return get_objective(name, tokenizer, model=base_model, **options)
 
 
