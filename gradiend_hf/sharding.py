@@ -46,6 +46,11 @@ def sharding_requested(args) -> bool:
             "`shard_gradiend`."
         )
     state = getattr(args, "distributed_state", None)
+    if args.save_on_each_node:
+        raise GradiendError(
+            "`shard_gradiend=True` gathers the GRADIEND onto the first process to save it; `save_on_each_node=True` "
+            "would need it whole on every node. Drop `save_on_each_node`."
+        )
     if getattr(args, "fsdp", None) or getattr(getattr(state, "distributed_type", None), "name", "") == "FSDP":
         raise GradiendError(
             "`shard_gradiend=True` shards the GRADIEND itself; do not configure accelerate's or transformers' FSDP "
@@ -91,9 +96,13 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return get_model_state_dict(model, options=_options(full_state_dict=True, cpu_offload=True))
 
 
-def load_full_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-    """Loads a whole (unsharded) state dict, given on every process, into the sharded GRADIEND (collective)."""
-    set_model_state_dict(model, state_dict, options=_options(full_state_dict=True))
+def load_full_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor] | None) -> None:
+    """Loads a whole (unsharded) state dict into the sharded GRADIEND (collective).
+
+    Only the first process needs to hold it (the others may pass `None`): it is broadcast and each process keeps its
+    shards, so a resumed run does not read the whole GRADIEND into every process's memory.
+    """
+    set_model_state_dict(model, state_dict or {}, options=_options(full_state_dict=True, broadcast_from_rank0=True))
 
 
 def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -101,9 +110,10 @@ def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> 
     return get_optimizer_state_dict(model, optimizer, options=_options(full_state_dict=True, cpu_offload=True))
 
 
-def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Loads a whole optimizer state, given on every process, as shards into `optimizer` (collective)."""
-    set_optimizer_state_dict(model, optimizer, state, options=_options(full_state_dict=True))
+def load_full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict | None) -> None:
+    """Loads a whole optimizer state as shards into `optimizer` (collective; only the first process needs `state`)."""
+    options = _options(full_state_dict=True, broadcast_from_rank0=True)
+    set_optimizer_state_dict(model, optimizer, state or {}, options=options)
 
 
 @contextmanager

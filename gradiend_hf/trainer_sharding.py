@@ -64,7 +64,9 @@ class ShardedGradiendMixin:
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         if not self.sharded:
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        self.load_whole_gradiend(GradiendModel.from_pretrained(resume_from_checkpoint).state_dict())
+        # Only the first process reads the whole GRADIEND; the others receive their shards from it.
+        whole = GradiendModel.from_pretrained(resume_from_checkpoint) if self.is_world_process_zero() else None
+        load_full_state_dict(self.model, whole.state_dict() if whole is not None else None)
         return None
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
@@ -83,7 +85,9 @@ class ShardedGradiendMixin:
             return super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None:
             return None
-        state = torch.load(os.path.join(checkpoint, OPTIMIZER_NAME), map_location="cpu", weights_only=True)
+        state = None
+        if self.is_world_process_zero():
+            state = torch.load(os.path.join(checkpoint, OPTIMIZER_NAME), map_location="cpu", weights_only=True)
         load_full_optimizer_state(self.model, _torch_optimizer(self.optimizer), state)
         scheduler = os.path.join(checkpoint, SCHEDULER_NAME)
         if os.path.isfile(scheduler):
