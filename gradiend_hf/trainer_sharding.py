@@ -37,7 +37,13 @@ class ShardedGradiendMixin:
             shard_gradiend(model, args.device)
 
     def _after_init_sharding(self) -> None:
-        if self.sharded:
+        fsdp_plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
+        if self.is_fsdp_enabled and getattr(fsdp_plugin, "fsdp_version", 1) == 2:
+            # accelerate's FSDP2 plugin (GPU; e.g. examples/accelerate/fsdp.yaml) applies `fully_shard` itself when
+            # training starts; gathering, encoding and checkpointing then go the same way as with `shard_gradiend`.
+            # Not run by this project yet: accelerate's plugin does not shard on CPU.
+            self.sharded = True
+        elif self.sharded:
             # transformers' path for a model that owns its sharding: no DDP wrap, no second sharding by accelerate,
             # no `.to()` on the shards.
             self.is_distributed_loading_by_transformers = True
