@@ -44,6 +44,7 @@ from .model_card import build_gradiend_card
 from .objectives import check_objective_fits, detect_objective
 from .params import check_parameters_match, parameter_shapes, select_parameters
 from .rewrite import rewrite
+from .sharding import all_finite
 
 
 TRAINING_ARGS_NAME = "training_args.json"
@@ -425,9 +426,10 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
 
     @torch.no_grad()
     def check_finite(self, step: int | None = None) -> None:
-        """Raises a [`NonFiniteError`] naming the first tensor with a `nan` or infinite entry."""
+        """Raises a [`NonFiniteError`] naming the first tensor with a `nan` or infinite entry (a collective for a
+        GRADIEND sharded over processes: each checks its shard and all agree)."""
         for name, tensor in self.state_dict().items():
-            if tensor.is_floating_point() and not tensor.is_meta and not bool(torch.isfinite(tensor).all()):
+            if tensor.is_floating_point() and not tensor.is_meta and not all_finite(tensor):
                 when = f" after step {step}" if step is not None else ""
                 raise NonFiniteError(
                     f"The GRADIEND's {name} has nan or infinite entries{when}: training diverged (a learning rate "

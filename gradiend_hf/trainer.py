@@ -26,6 +26,7 @@ from .model_card import write_gradiend_card
 from .modeling_gradiend import TRAINING_ARGS_NAME, GradiendModel
 from .objectives import Objective, gradiend_objective
 from .params import GradiendParameterError
+from .sharding import unsharded
 from .trainer_callbacks import (
     SNAPSHOT_NAME,
     BestGradiendCallback,
@@ -34,6 +35,7 @@ from .trainer_callbacks import (
     SignNormalizationCallback,
     read_snapshot,
 )
+from .trainer_sharding import ShardedGradiendMixin
 from .training_args import GradiendTrainingArguments
 from .training_data import (
     GradiendDataCollator,
@@ -48,7 +50,7 @@ from .training_data import (
 logger = logging.get_logger(__name__)
 
 
-class GradiendTrainer(Trainer):
+class GradiendTrainer(ShardedGradiendMixin, Trainer):
     r"""
     Trains a [`GradiendModel`] on the gradients of a frozen base language model.
 
@@ -60,7 +62,8 @@ class GradiendTrainer(Trainer):
 
     The base model is frozen, kept in eval mode, placed on the device by accelerate without DDP, and never saved,
     optimised or wrapped. Under `accelerate launch` each process computes the gradients of its own groups and the
-    Trainer's DDP averages the GRADIEND's gradients.
+    Trainer's DDP averages the GRADIEND's gradients; with `shard_gradiend=True` the GRADIEND is sharded over the
+    processes with FSDP2 instead (see [`gradiend_hf.sharding`]) and gathered whole for saving.
 
     Args:
         model ([`GradiendModel`]): The GRADIEND to train; it must cover parameters of `base_model`.
@@ -139,6 +142,7 @@ class GradiendTrainer(Trainer):
             param.requires_grad_(False)
         base_model.eval()
 
+        self._shard_if_asked(model, args)
         groups = GroupedFeatureDataset(train_dataset, args.sentences_per_gradient, seed=args.seed)
         self.feature_rows = {"train": train_dataset, "eval": eval_dataset}
         if eval_dataset is None and args.eval_strategy != "no":
@@ -156,6 +160,7 @@ class GradiendTrainer(Trainer):
         )
         # The base model only feeds gradients: placed on the device, never wrapped in DDP or optimised.
         self.base_model = self.accelerator.prepare_model(base_model, evaluation_mode=True)
+        self._after_init_sharding()
         self.can_return_loss = True
         self.label_names = []
         self.model_accepts_loss_kwargs = False
@@ -215,28 +220,38 @@ class GradiendTrainer(Trainer):
             self.args.eval_on_start = eval_on_start
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Saves the GRADIEND and its training arguments as JSON (never a `training_args.bin` pickle), atomically."""
+        """Saves the GRADIEND and its training arguments as JSON (never a `training_args.bin` pickle), atomically.
+
+        A sharded GRADIEND is gathered first (all processes call this) and written whole by the main process.
+        """
+        gradiend = self.gradiend_to_save()
         if not self.args.should_save:
             return
         output_dir = output_dir if output_dir is not None else self.args.output_dir
-        gradiend = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         gradiend.save_pretrained(
-            output_dir, state_dict=state_dict, json_files={TRAINING_ARGS_NAME: json.loads(self.args.to_json_string())}
+            output_dir,
+            state_dict=None if self.sharded else state_dict,
+            json_files={TRAINING_ARGS_NAME: json.loads(self.args.to_json_string())},
         )
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         # transformers would upload the output folder with a pickled `training_args.bin`; push the GRADIEND instead.
-        if self.is_world_process_zero():
+        # A sharded GRADIEND is gathered by every process; only the main one uploads.
+        if self.sharded or self.is_world_process_zero():
             self.push_to_hub(commit_message=f"Training in progress, step {self.state.global_step}")
 
     def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True, **kwargs: Any):
         """Pushes the GRADIEND (weights, config, card; no pickle, no checkpoints) to `args.hub_model_id`; see
-        [`gradiend_hf.hub.push_gradiend`]. Returns the commit."""
+        [`gradiend_hf.hub.push_gradiend`]. Returns the commit (`None` on processes other than the main one).
+
+        With `shard_gradiend=True` every process must call it (the GRADIEND is gathered); only the main one uploads.
+        """
         repo_id = self.args.hub_model_id or os.path.basename(os.path.normpath(self.args.output_dir))
+        gradiend = self.gradiend_to_save() if self.sharded else None
         if not self.is_world_process_zero():
             return None
         return push_gradiend(
-            self.accelerator.unwrap_model(self.model),
+            gradiend if gradiend is not None else self.accelerator.unwrap_model(self.model),
             repo_id,
             revision=kwargs.get("revision", self.args.hub_revision),
             private=self.args.hub_private_repo,
@@ -330,7 +345,7 @@ class GradiendTrainer(Trainer):
         gradiend = self.accelerator.unwrap_model(self.model)
         was_training = gradiend.training
         gradiend.eval()
-        with self.accelerator.split_between_processes(rows, apply_padding=True) as shard:
+        with self.accelerator.split_between_processes(rows, apply_padding=True) as shard, unsharded(self.model):
             texts = ([r["masked"] for r in shard], [r["factual"] for r in shard], [r["alternative"] for r in shard])
             encodings = encode_texts(
                 gradiend, self.base_model, self.objective, *texts, self.args.per_device_eval_batch_size
@@ -355,18 +370,17 @@ class GradiendTrainer(Trainer):
 
     def save_gradiend_snapshot(self, directory: str) -> None:
         """Writes the current GRADIEND to `directory` atomically, with the step it was taken at (`snapshot.json`)."""
+        gradiend = self.gradiend_to_save()  # gathered by every process when sharded
         if self.args.should_save:
             record = {"global_step": self.state.global_step, "best_metric": self.state.best_metric}
-            self.accelerator.unwrap_model(self.model).save_pretrained(directory, json_files={SNAPSHOT_NAME: record})
+            gradiend.save_pretrained(directory, json_files={SNAPSHOT_NAME: record})
         self.accelerator.wait_for_everyone()
 
     def load_gradiend_snapshot(self, directory: str, step: int | None = None) -> None:
         """Restores the GRADIEND from a snapshot, checking that it is whole and was taken at `step`."""
-        gradiend = self.accelerator.unwrap_model(self.model)
         best = read_snapshot(directory, step)
-        with torch.no_grad():
-            gradiend.load_state_dict(best.state_dict())
-        gradiend.config.positive_class = best.config.positive_class
+        self.load_whole_gradiend(best.state_dict())
+        self.accelerator.unwrap_model(self.model).config.positive_class = best.config.positive_class
 
 
 def check_fresh_output(args) -> None:

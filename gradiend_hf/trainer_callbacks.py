@@ -144,7 +144,8 @@ class ConvergenceCallback(TrainerCallback):
     """Records a convergence verdict (method.md §1.7) in the GRADIEND's config at the end of training.
 
     Converged iff the best evaluation is after step 0, its |correlation| reaches `convergence_correlation`, and both
-    classes' mean encodings reach `convergence_class_mean` in magnitude with opposite signs.
+    classes' mean encodings reach `convergence_class_mean` in magnitude with opposite signs. The summary also records
+    the number of processes and whether the GRADIEND was sharded over them.
     """
 
     def __init__(self, trainer):
@@ -168,6 +169,9 @@ class ConvergenceCallback(TrainerCallback):
                 and valid[0] * valid[1] < 0
             )
         summary["global_step"] = state.global_step
+        # How it was trained: the processes and whether the GRADIEND was sharded over them (`shard_gradiend`).
+        summary["processes"] = args.world_size
+        summary["sharded"] = bool(getattr(self.trainer, "sharded", False))
         model.config.training_summary = summary
         if args.fail_on_non_convergence and not summary["converged"]:
             raise GradiendNotConvergedError(

@@ -36,6 +36,14 @@ class GradiendTrainingArguments(TrainingArguments):
         target (`str`, *optional*):
             Gradient the decoder reconstructs; `None` keeps the config (default `"diff"`).
 
+    > Parameters that control sharding
+
+        shard_gradiend (`bool`, *optional*, defaults to `False`):
+            Shard the GRADIEND's weights, gradients and AdamW state over the processes of a multi-process launch
+            (`torchrun --nproc_per_node N` or `accelerate launch --multi_gpu --num_processes N`) with torch's FSDP2,
+            for GRADIENDs larger than one device; the base model stays whole on every process. Saved GRADIENDs and
+            checkpoints are whole (gathered), as without sharding. Refused in a single-process run.
+
     > Parameters that control evaluation and model selection
 
         eval_max_rows (`int`, *optional*, defaults to 512):
@@ -68,6 +76,10 @@ class GradiendTrainingArguments(TrainingArguments):
     target: str | None = field(
         default=None,
         metadata={"help": "Gradient the decoder reconstructs: factual, alternative or diff (default: the config)."},
+    )
+    shard_gradiend: bool = field(
+        default=False,
+        metadata={"help": "Shard the GRADIEND over the processes of a multi-process launch (FSDP2)."},
     )
     eval_max_rows: int | None = field(
         default=512, metadata={"help": "At most this many validation rows are encoded at each evaluation."}

@@ -43,7 +43,9 @@ def test_steering_example():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-@pytest.mark.parametrize("name", ["train_config.yaml", "accelerate/multi_gpu.yaml", "accelerate/fsdp.yaml"])
+@pytest.mark.parametrize(
+    "name", ["train_config.yaml", "accelerate/multi_gpu.yaml", "accelerate/fsdp.yaml", "accelerate/sharded_cpu.yaml"]
+)
 def test_config_files_parse(name):
     import yaml
 
