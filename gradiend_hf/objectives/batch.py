@@ -225,12 +225,11 @@ class BatchBuilder:
 def _pad(sequences: list[list[int]], pad_id: int, padding_side: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Token ids and attention mask of `sequences` padded to one length, and each sequence's shift."""
     length = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    shifts = []
-    for index, sequence in enumerate(sequences):
-        shift = length - len(sequence) if padding_side == "left" else 0
-        ids[index, shift : shift + len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-        mask[index, shift : shift + len(sequence)] = 1
-        shifts.append(shift)
-    return ids, mask, shifts
+    shifts = [length - len(s) if padding_side == "left" else 0 for s in sequences]
+    # Padded as Python lists and turned into tensors once: a tensor per row costs more than the padding.
+    ids, mask = [], []
+    for sequence, shift in zip(sequences, shifts):
+        tail = length - shift - len(sequence)
+        ids.append([pad_id] * shift + list(sequence) + [pad_id] * tail)
+        mask.append([0] * shift + [1] * len(sequence) + [0] * tail)
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long), shifts
