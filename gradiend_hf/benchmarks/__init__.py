@@ -12,6 +12,7 @@ print(report.to_markdown())
 
 sweep = sweep_rewrites(gradiend, model, tokenizer, benchmarks=["crows_pairs"], bias_types=["gender"])
 sweep.selected  # the least biased rewrite within 1 % LMS loss
+sweep.summary()["paired_verdict"]  # "less biased" when the paired interval of its bias change lies below 0
 
 import evaluate
 crows = evaluate.load(gradiend_hf.benchmarks.module_path("crows_pairs"))
@@ -24,6 +25,7 @@ from .errors import BenchmarkError
 from .loading import BENCHMARKS, benchmark_info, list_benchmarks, load_benchmark
 from .metrics import crows_pairs_metrics, headline, stereoset_metrics, winobias_metrics
 from .modules import MODULES, module_path
+from .paired import attach_paired, paired_change
 from .report import BenchmarkReport, comparison_markdown
 from .runner import evaluate_bias, prepare_benchmark
 from .scoring import NonFiniteScoresError
@@ -47,6 +49,7 @@ __all__ = [
     "Estimate",
     "BudgetPolicy",
     "NonFiniteScoresError",
+    "attach_paired",
     "SweepResult",
     "benchmark_info",
     "comparison_markdown",
@@ -57,6 +60,7 @@ __all__ = [
     "list_benchmarks",
     "load_benchmark",
     "module_path",
+    "paired_change",
     "pareto_front",
     "prepare_benchmark",
     "stereoset_metrics",

@@ -16,6 +16,8 @@ from huggingface_hub.repocard_data import eval_results_to_model_index
 
 from ..io import atomic_write_json, atomic_write_text
 from ..objectives import objective_class
+from .metrics import HEADLINES
+from .paired import verdict as paired_verdict
 
 
 # Hub dataset ids and display names of the upstream datasets the bundled rows come from.
@@ -184,15 +186,18 @@ class BenchmarkReport:
 def compare_reports(base: BenchmarkReport, rewritten: BenchmarkReport) -> pd.DataFrame:
     """Score by score, whether a rewritten model is closer to the unbiased value than its base model.
 
-    A change counts only when it is larger than the width of the base model's interval: `verdict` is `"less biased"`
-    when the rewritten score is closer to the ideal by more than that width, `"more biased"` when it is further by more
-    than that, and `"no clear change"` otherwise (`None` for scores without an ideal value, e.g. WinoBias accuracies).
+    For a benchmark's headline score whose paired change is in the rewrite's report (see
+    [`gradiend_hf.benchmarks.paired.attach_paired`]), `verdict` comes from the paired bootstrap: `"less biased"` when
+    the interval of the bias change lies below 0, `"more biased"` when above, else `"no clear change"`. For every other
+    score a change counts only when it is larger than the width of the base model's interval: `"less biased"` when the
+    rewritten score is closer to the ideal by more than that width, `"more biased"` when it is further by more than
+    that, and `"no clear change"` otherwise (`None` for scores without an ideal value, e.g. WinoBias accuracies).
 
     Returns:
         `pd.DataFrame`: per score both tables have, `benchmark`, `metric`, `bias_type`, `ideal`, `base`, `base_ci_low`,
         `base_ci_high`, `rewritten`, `rewritten_ci_low`, `rewritten_ci_high`, `bias_change` (distance from the ideal
-        of the rewritten model minus that of the base model; negative = less biased), `base_interval_width` and
-        `verdict`.
+        of the rewritten model minus that of the base model; negative = less biased), `base_interval_width`,
+        `paired_ci_low` / `paired_ci_high` (the paired interval of `bias_change`, headline scores only) and `verdict`.
     """
     keys = ["benchmark", "metric", "bias_type"]
     merged = base.table().merge(rewritten.table(), on=keys, suffixes=("_base", "_rewritten"))
@@ -206,13 +211,37 @@ def compare_reports(base: BenchmarkReport, rewritten: BenchmarkReport) -> pd.Dat
             change = abs(row["value_rewritten"] - ideal) - abs(row["value_base"] - ideal)
             margin = width or 0.0
             verdict = "less biased" if -change > margin else "more biased" if change > margin else "no clear change"
+        paired = _paired(rewritten, row)
+        if paired is not None and paired_verdict(paired) is not None:
+            verdict = paired_verdict(paired)
         entry = {key: row[key] for key in keys}
         entry["ideal"] = ideal
         for part in ("base", "rewritten"):
             entry[part] = row[f"value_{part}"]
             entry[f"{part}_ci_low"], entry[f"{part}_ci_high"] = row[f"ci_low_{part}"], row[f"ci_high_{part}"]
-        rows.append({**entry, "bias_change": change, "base_interval_width": width, "verdict": verdict})
+        low, high = (None, None) if paired is None else (paired.get("ci_low"), paired.get("ci_high"))
+        rows.append(
+            {
+                **entry,
+                "bias_change": change,
+                "base_interval_width": width,
+                "paired_ci_low": low,
+                "paired_ci_high": high,
+                "verdict": verdict,
+            }
+        )
     return pd.DataFrame(rows)
+
+
+def _paired(rewritten: BenchmarkReport, row: Mapping) -> dict | None:
+    """The stored paired bias change of a table row, when it is its benchmark's pooled headline score."""
+    result = rewritten.benchmarks.get(row["benchmark"]) or {}
+    paired = (result.get("paired_change") or {}).get("bias_change")
+    types = result.get("bias_types") or []
+    pooled = "all" if len(types) != 1 else types[0]
+    if paired is None or row["metric"] != HEADLINES[row["benchmark"]][0] or row["bias_type"] != pooled:
+        return None
+    return paired
 
 
 def comparison_rows(reports: Mapping[str, BenchmarkReport]) -> tuple[list[str], list[list[str]]]:

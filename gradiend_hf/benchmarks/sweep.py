@@ -24,6 +24,7 @@ from .bootstrap import check_bootstrap_settings
 from .errors import BenchmarkError
 from .loading import check_benchmark_name
 from .metrics import headline
+from .paired import paired_from_scores
 from .runner import prepare_benchmark, prepare_lm_scorer
 from .scoring import NonFiniteScoresError, family_of
 from .selection import BudgetPolicy, SelectionPolicy, pareto_front
@@ -37,6 +38,8 @@ DEFAULT_FEATURE_FACTORS = (-10.0, -5.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 5.
 # Around the scale at which the decoder grid's balanced rewrite of the demo acts (lr 0.2 on SmolLM2); for another
 # base model run `evaluate_decoder` first and centre `learning_rates` on the rate it selects.
 DEFAULT_LEARNING_RATES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+# The paired bias change of a point: its value and interval, as columns `<name>_bias_change<suffix>`.
+PAIRED_COLUMNS = {"value": "", "ci_low": "_ci_low", "ci_high": "_ci_high"}
 
 
 def sweep_rewrites(
@@ -101,7 +104,7 @@ def sweep_rewrites(
         raise BenchmarkError("A masked LM has no perplexity; use `quality='lms'` (masked-token accuracy).")
     tasks = {n: prepare_benchmark(n, tokenizer, objective, bias_types, max_rows, batch_size) for n in names}
     lm = prepare_lm_scorer(tokenizer, objective, lm_texts, lm_max_texts, batch_size, seed, model_device(base_model))
-    all_metrics = []
+    all_metrics, base_scores = [], {}
 
     def measure(feature_factor: float, learning_rate: float) -> dict:
         started = time.perf_counter()
@@ -110,7 +113,8 @@ def sweep_rewrites(
         point = {}
         for name, task in tasks.items():
             try:
-                point[name] = task.metrics(task(base_model), bootstrap_samples, confidence, seed)
+                scores = task(base_model)
+                point[name] = task.metrics(scores, bootstrap_samples, confidence, seed)
             except NonFiniteScoresError:
                 row["broken"] = True
                 row.update({f"{name}_{headline_metric(name)}": math.nan, f"{name}_bias": math.nan})
@@ -124,6 +128,14 @@ def sweep_rewrites(
                     f"{name}_bias": top["bias"],
                 }
             )
+            # The change from the base model, with the paired bootstrap (the same resampled rows for both).
+            if name not in base_scores:
+                base_scores[name] = scores
+                change = {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+            else:
+                change = paired_from_scores(name, base_scores[name], scores, bootstrap_samples, confidence, seed)
+                change = change["bias_change"].to_dict()
+            row.update({f"{name}_bias_change{suffix}": change[key] for key, suffix in PAIRED_COLUMNS.items()})
         row["bias"] = row[f"{primary}_bias"]
         row["seconds"] = time.perf_counter() - started
         all_metrics.append(point)

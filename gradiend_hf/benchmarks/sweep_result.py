@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..io import atomic_write_json, atomic_write_text
 from .metrics import HEADLINES, headline
+from .paired import verdict as paired_verdict
 from .plots import plot_sweep
 from .report import BenchmarkReport
 
@@ -21,7 +22,9 @@ class SweepResult:
     Args:
         table (`pd.DataFrame`): One row per point (row 0 = the unchanged model, `is_base`): `feature_factor`,
             `learning_rate`, `lms` (+ `nll`, `perplexity` for causal LMs), `lms_loss` (relative to the base), per
-            benchmark `<name>_<metric>`, `<name>_ci_low`, `<name>_ci_high`, `<name>_bias`; `bias` (the primary
+            benchmark `<name>_<metric>`, `<name>_ci_low`, `<name>_ci_high`, `<name>_bias` and the change of that
+            bias from the base model with its paired-bootstrap interval (`<name>_bias_change`,
+            `<name>_bias_change_ci_low`, `<name>_bias_change_ci_high`; negative = less biased); `bias` (the primary
             benchmark's), `broken` (non-finite scores), `pareto`, `selected`, `seconds`.
         primary (`str`): The benchmark the selection minimises.
         selected_index (`int`): Row of the selected point.
@@ -46,8 +49,10 @@ class SweepResult:
         return self.table.loc[self.selected_index]
 
     def summary(self) -> dict:
-        """The base model and the selected rewrite on the primary benchmark, and whether the rewrite is closer to the
-        unbiased value by more than the width of the base model's interval."""
+        """The base model and the selected rewrite on the primary benchmark: whether the rewrite is closer to the
+        unbiased value by more than the width of the base model's interval (`significant`), and the paired-bootstrap
+        interval of its bias change (`paired_bias_change`, `paired_verdict`: "less biased" when the interval lies
+        below 0)."""
         base, chosen, p = self.base, self.selected, self.primary
         width = float(base[f"{p}_ci_high"] - base[f"{p}_ci_low"]) if pd.notna(base[f"{p}_ci_low"]) else None
         improvement = float(base["bias"] - chosen["bias"])
@@ -59,6 +64,8 @@ class SweepResult:
             "improvement": improvement,
             "base_interval_width": width,
             "significant": bool(width is not None and improvement > width),
+            "paired_bias_change": _paired(chosen, p),
+            "paired_verdict": paired_verdict(_paired(chosen, p)),
             "lms_loss": float(chosen["lms_loss"]),
             "budget": self.settings.get("budget"),
         }
@@ -75,6 +82,8 @@ class SweepResult:
                 "bias_types": self.settings["bias_types"].get(name),
                 "num_rows": self.settings["num_rows"][name],
             }
+            if not row["is_base"] and _paired(row, name) is not None:
+                benchmarks[name]["paired_change"] = {"bias_change": _paired(row, name)}
         lm = {k: float(row[k]) for k in ("lms", "nll", "perplexity") if k in row and pd.notna(row[k])}
         rewrite = (
             None
@@ -126,6 +135,7 @@ class SweepResult:
             f"{100 * s['budget']:g} %).",
             f"It is closer to the unbiased value by {s['improvement']:.2f}, "
             f"{'more' if s['significant'] else 'not more'} than the width of the base model's interval ({width}).",
+            _paired_sentence(s["paired_bias_change"], s["paired_verdict"]),
             "",
             "Pareto front:",
             "",
@@ -145,6 +155,25 @@ class SweepResult:
     def plot(self, save_path=None, title: str | None = None):
         """Bias against LM quality with the Pareto front and the selected point (see [`plot_sweep`])."""
         return plot_sweep(self, save_path=save_path, title=title)
+
+
+def _paired(row: pd.Series, name: str) -> dict | None:
+    column = f"{name}_bias_change"
+    if column not in row or pd.isna(row[column]):
+        return None
+    return {
+        key: _maybe(row[f"{column}{suffix}"])
+        for key, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))
+    }
+
+
+def _paired_sentence(change: dict | None, verdict: str | None) -> str:
+    if change is None or verdict is None:
+        return "The paired change of the bias has no interval (no bootstrap)."
+    return (
+        f"Paired bootstrap of the bias change (rewrite − base, same resampled rows): {change['value']:+.2f} "
+        f"[{_fmt(change['ci_low'])}, {_fmt(change['ci_high'])}] — {verdict}."
+    )
 
 
 def headline_metric(name: str) -> str:

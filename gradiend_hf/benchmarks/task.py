@@ -99,10 +99,15 @@ class BenchmarkTask:
         frame.update({column: flat[k * n : (k + 1) * n] for k, column in enumerate(self.sentences.values())})
         return pd.DataFrame(frame)
 
+    @classmethod
+    def metric_columns(cls) -> tuple[str, ...]:
+        """The per-row score columns its metrics function takes, in order: the score columns, then the labels."""
+        return (*cls.sentences.values(), *cls.labels)
+
     def metrics(self, scores: pd.DataFrame, bootstrap_samples: int = 1000, confidence: float = 0.95, seed: int = 0):
         """The benchmark's metrics of per-row `scores`: its function of [`METRIC_FUNCTIONS`], given the score columns
         and then the label columns, in order."""
-        inputs = [scores[column] for column in (*self.sentences.values(), *self.labels)]
+        inputs = [scores[column] for column in self.metric_columns()]
         metrics = METRIC_FUNCTIONS[self.name]
         return metrics(*inputs, bootstrap_samples=bootstrap_samples, confidence=confidence, seed=seed)
 

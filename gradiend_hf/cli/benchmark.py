@@ -20,6 +20,7 @@ from ..base_models import load_base_model
 from ..benchmarks import BENCHMARKS, BenchmarkError, comparison_markdown, evaluate_bias
 from ..benchmarks.bootstrap import check_bootstrap_settings
 from ..benchmarks.loading import check_benchmark_name
+from ..benchmarks.paired import attach_paired
 from ..benchmarks.plots import plot_benchmarks
 from ..benchmarks.runner import applicable_bias_types
 from ..default_model import resolve_model_name_or_path
@@ -110,6 +111,8 @@ def run(args: BenchmarkArguments) -> dict:
             "feature_factor": args.feature_factor,
             "learning_rate": args.learning_rate,
         }
+        if "base" in reports:
+            attach_paired(reports["base"], rewritten)
         reports["rewritten"] = rewritten
     else:
         if rewrite_given:

@@ -29,6 +29,7 @@ from ..base_models import load_base_model
 from ..benchmarks import evaluate_bias
 from ..benchmarks.bootstrap import check_bootstrap_settings
 from ..benchmarks.loading import check_benchmark_name
+from ..benchmarks.paired import attach_paired
 from ..checks import check_positive
 from ..data import load_builtin
 from ..default_model import DEFAULT_BASE_MODEL
@@ -219,6 +220,7 @@ def _benchmarks(args, gradiend, base, tokenizer, selected) -> dict:
         name = f"{args.base_model} rewritten (balanced)"
         reports["rewritten"] = evaluate_bias(base, tokenizer, args.benchmarks, model_name=name, **options)
     reports["rewritten"].rewrite = {"feature_factor": selected.feature_factor, "learning_rate": selected.learning_rate}
+    attach_paired(reports["base"], reports["rewritten"])
     return reports
 
 
