@@ -76,3 +76,17 @@ def test_names_gender_fast(tmp_path):
     assert encoder.metrics["correlation"] > 0.3
     assert decoder.selected.learning_rate != 0
     assert (tmp_path / "config.json").exists()
+
+
+def test_debias_sweep_fast(tmp_path):
+    result = load("debias_sweep").main(
+        ["--fast", "--output-dir", str(tmp_path), "--feature-factors", "-2", "1", "--learning-rates", "50", "500"]
+    )
+    assert result["sweep_points"] == 1 + 2 * 2
+    assert result["sweep"]["paired_verdict"] in {"less biased", "more biased", "no clear change"}
+    assert set(result["benchmark_seconds"]["base"]) == {"crows_pairs", "stereoset", "winobias", "lms"}
+    comparison = (tmp_path / "benchmarks" / "comparison.md").read_text()
+    assert "CrowS-Pairs" in comparison and "WinoBias" in comparison
+    assert (tmp_path / "sweep" / "sweep.png").exists() and (
+        tmp_path / "benchmarks" / "base" / "benchmarks.json"
+    ).exists()
