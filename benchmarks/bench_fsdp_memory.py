@@ -1,19 +1,23 @@
 """Per-process memory of a GRADIEND's training state, unsharded (1 process) vs sharded (`shard_gradiend=True`,
-2 gloo processes on the CPU, torch FSDP2).
+2 gloo processes on the CPU, torch FSDP2) as one shard group (`shard_groups="one"`) and one group per covered layer
+(`shard_groups="layer"`, the default).
 
 Trains a GRADIEND on a bert-base-sized random BERT for two steps and measures, in each process:
 
-- the resident training state: the bytes of the process's GRADIEND weights, their gradients and the AdamW moments
+- the kept training state: the bytes of the process's GRADIEND weights, their gradients and the AdamW moments
   (what stays allocated between steps; counted from the tensors' local shards right after an optimizer step);
-- the peak RSS growth over training (`ru_maxrss` minus the RSS before `train()`), which adds what is gathered only
-  for a step (the whole weights and gradients: the GRADIEND is one FSDP2 shard group) and the base model's gradients.
+- the peak of a step: the peak RSS over training (`ru_maxrss`) minus the RSS before the GRADIEND was built, so it
+  holds the GRADIEND's weights, gradients and AdamW moments, what is gathered only for a step (the whole GRADIEND
+  with one shard group; one group, plus one prefetched in the backward pass, with per-layer groups) and the step's
+  inputs (the base model's gradients of the covered parameters and the reconstruction residuals, the same in every
+  run).
 
-By default the GRADIEND covers the last encoder layer (`--params "*.layer.11.*"`, 7.1M base parameters → 21M GRADIEND
-weights) so that both runs fit a few minutes on two CPU cores; `--params` widens it (the bytes per weight do not
-depend on it).
+By default the GRADIEND covers the last four encoder layers (`--params "*.layer.8.*" ... "*.layer.11.*"`, 28.3M base
+parameters → 85M GRADIEND weights) so that every run fits a few minutes on two CPU cores; `--params` changes it (the
+more layers, the smaller the largest group's share).
 
 Run: `python benchmarks/bench_fsdp_memory.py [--params PATTERN ...]`. Prints bytes per GRADIEND weight and the
-2-process / 1-process ratios.
+2-process / 1-process ratios of each sharded run.
 """
 
 from __future__ import annotations
@@ -66,10 +70,11 @@ def rss_bytes() -> int:
         return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def worker(output: str, params: list[str], shard: bool) -> None:
+def worker(output: str, params: list[str], groups: str | None) -> None:
     tokenizer = wordpiece_tokenizer()
     torch.manual_seed(0)
     base = BertForMaskedLM(BertConfig(attn_implementation="eager"))  # bert-base sizes
+    before = rss_bytes()
     gradiend = GradiendModel.from_base_model(base, params=params)
     weights = gradiend.num_parameters()
     args = GradiendTrainingArguments(
@@ -82,18 +87,18 @@ def worker(output: str, params: list[str], shard: bool) -> None:
         report_to="none",
         disable_tqdm=True,
         use_cpu=True,
-        shard_gradiend=shard,
+        shard_gradiend=groups is not None,
+        shard_groups=groups or "layer",
     )
     trainer = GradiendTrainer(
         model=gradiend, base_model=base, processing_class=tokenizer, args=args, train_dataset=load_builtin("gender-en")
     )
     counter = StateBytes(trainer)
     trainer.add_callback(counter)
-    before = rss_bytes()
     trainer.train()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-    record = {"rank": rank, "gradiend_weights": weights, "peak_rss_growth": peak, **counter.found}
+    record = {"rank": rank, "gradiend_weights": weights, "peak": peak, **counter.found}
     Path(output, f"rank{rank}.json").write_text(json.dumps(record))
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -106,12 +111,14 @@ def free_port() -> str:
         return str(sock.getsockname()[1])
 
 
-def run(processes: int, output: Path, params: list[str]) -> list[dict]:
+def run(groups: str | None, output: Path, params: list[str]) -> list[dict]:
+    """One run: unsharded in one process (`groups=None`) or sharded over two with `shard_groups=groups`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, __file__, "--worker", str(output), "--params", *params]
-    if processes > 1:
+    processes = 1 if groups is None else 2
+    if groups is not None:
         launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
-        command = [*launch, "--master_port", free_port(), *command[1:], "--shard"]
+        command = [*launch, "--master_port", free_port(), *command[1:], "--groups", groups]
     subprocess.run(command, env=env, check=False, capture_output=True)
     records = [json.loads(p.read_text()) for p in sorted(output.glob("rank*.json"))]
     if len(records) != processes:
@@ -119,41 +126,45 @@ def run(processes: int, output: Path, params: list[str]) -> list[dict]:
     return records
 
 
+RUNS = {"1 process": None, "2, one group": "one", "2, per layer": "layer"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--params", nargs="+", default=["*.layer.11.*"])
+    parser.add_argument("--params", nargs="+", default=[f"*.layer.{i}.*" for i in range(8, 12)])
     parser.add_argument("--worker")
-    parser.add_argument("--shard", action="store_true")
+    parser.add_argument("--groups", help="shard_groups of a sharded worker (none: an unsharded worker)")
     parser.add_argument("--output", default="bench-fsdp-memory")
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.params, args.shard)
+        worker(args.worker, args.params, args.groups)
         return
     output = Path(args.output)
     results = {}
-    for processes in (1, 2):
-        folder = output / f"{processes}-process"
+    for label, groups in RUNS.items():
+        folder = output / (groups or "unsharded")
         for stale in folder.glob("rank*.json"):
             stale.unlink()
         folder.mkdir(parents=True, exist_ok=True)
-        results[processes] = run(processes, folder, args.params)
-    weights = results[1][0]["gradiend_weights"]
+        results[label] = run(groups, folder, args.params)
+    weights = results["1 process"][0]["gradiend_weights"]
     print(f"GRADIEND over {args.params}: {weights / 1e6:.1f}M weights (bert-base-sized random BERT)")
-    print(f"{'processes':>9} {'rank':>4} {'state MB':>9} {'B/weight':>9} {'peak RSS growth MB':>19}")
-    for processes, records in results.items():
+    print(f"{'run':>14} {'rank':>4} {'kept state MB':>13} {'B/weight':>8} {'step peak MB':>12} {'B/weight':>8}")
+    for label, records in results.items():
         for r in records:
             state = r["weights"] + r["grads"] + r["optimizer"]
             print(
-                f"{processes:>9} {r['rank']:>4} {state / 1e6:>9.1f} {state / weights:>9.2f} "
-                f"{r['peak_rss_growth'] / 1e6:>19.1f}"
+                f"{label:>14} {r['rank']:>4} {state / 1e6:>13.1f} {state / weights:>8.2f} "
+                f"{r['peak'] / 1e6:>12.1f} {r['peak'] / weights:>8.2f}"
             )
 
-    def worst(n, key):
-        return max(r[key] if key != "state" else r["weights"] + r["grads"] + r["optimizer"] for r in results[n])
+    def worst(label, key):
+        return max(r[key] if key != "state" else r["weights"] + r["grads"] + r["optimizer"] for r in results[label])
 
-    print(f"ratio 2/1 of the resident training state per process: {worst(2, 'state') / worst(1, 'state'):.3f}")
-    ratio = worst(2, "peak_rss_growth") / worst(1, "peak_rss_growth")
-    print(f"ratio 2/1 of the peak RSS growth per process:          {ratio:.3f}")
+    for label in ("2, one group", "2, per layer"):
+        state = worst(label, "state") / worst("1 process", "state")
+        peak = worst(label, "peak") / worst("1 process", "peak")
+        print(f"ratio ({label}) / (1 process): kept state {state:.3f}, step peak {peak:.3f}")
 
 
 if __name__ == "__main__":
