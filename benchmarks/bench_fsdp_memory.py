@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import re
 import socket
 import subprocess
 import sys
@@ -65,6 +65,35 @@ class StateBytes(TrainerCallback):
         }
 
 
+def peak_rss_bytes() -> int:
+    """The process's peak RSS since the last [`reset_peak_rss`] (`VmHWM`)."""
+    with open("/proc/self/status") as file:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", file.read()).group(1)) * 1024
+
+
+def reset_peak_rss() -> None:
+    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux), so each phase of a step gets its own peak.
+    with open("/proc/self/clear_refs", "w") as file:
+        file.write("5")
+
+
+class PhasePeaks(TrainerCallback):
+    """The peak RSS (above `base`) of each step's forward and backward pass and of its optimizer step."""
+
+    def __init__(self, base: int):
+        self.base, self.found = base, {"forward_backward": 0, "optimizer_step": 0}
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        reset_peak_rss()
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.found["forward_backward"] = max(self.found["forward_backward"], peak_rss_bytes() - self.base)
+        reset_peak_rss()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        self.found["optimizer_step"] = max(self.found["optimizer_step"], peak_rss_bytes() - self.base)
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as file:
         return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -95,10 +124,12 @@ def worker(output: str, params: list[str], groups: str | None) -> None:
     )
     counter = StateBytes(trainer)
     trainer.add_callback(counter)
+    phases = PhasePeaks(before)
+    trainer.add_callback(phases)
     trainer.train()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-    record = {"rank": rank, "gradiend_weights": weights, "peak": peak, **counter.found}
+    record = {"rank": rank, "gradiend_weights": weights, **counter.found, **phases.found}
+    record["peak"] = max(phases.found.values())
     Path(output, f"rank{rank}.json").write_text(json.dumps(record))
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -114,6 +145,10 @@ def free_port() -> str:
 def run(groups: str | None, output: Path, params: list[str]) -> list[dict]:
     """One run: unsharded in one process (`groups=None`) or sharded over two with `shard_groups=groups`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    # Every allocation above 128 kB gets its own mapping, returned to the system when freed: without it glibc serves
+    # the per-parameter tensors (most below its dynamic 32 MB threshold) from heaps that keep freed memory resident,
+    # and the RSS would count what was once allocated rather than what is live.
+    env["MALLOC_MMAP_THRESHOLD_"] = "131072"
     command = [sys.executable, __file__, "--worker", str(output), "--params", *params]
     processes = 1 if groups is None else 2
     if groups is not None:
@@ -149,22 +184,25 @@ def main() -> None:
         results[label] = run(groups, folder, args.params)
     weights = results["1 process"][0]["gradiend_weights"]
     print(f"GRADIEND over {args.params}: {weights / 1e6:.1f}M weights (bert-base-sized random BERT)")
-    print(f"{'run':>14} {'rank':>4} {'kept state MB':>13} {'B/weight':>8} {'step peak MB':>12} {'B/weight':>8}")
+    print("MB per process (B/weight); peaks above the RSS before the GRADIEND was built")
+    header = ("kept state", "step peak", "fwd+bwd peak", "optimizer peak")
+    print(f"{'run':>14} {'rank':>4} " + " ".join(f"{h:>20}" for h in header))
     for label, records in results.items():
         for r in records:
             state = r["weights"] + r["grads"] + r["optimizer"]
-            print(
-                f"{label:>14} {r['rank']:>4} {state / 1e6:>13.1f} {state / weights:>8.2f} "
-                f"{r['peak'] / 1e6:>12.1f} {r['peak'] / weights:>8.2f}"
-            )
+            cells = [state, r["peak"], r["forward_backward"], r["optimizer_step"]]
+            print(f"{label:>14} {r['rank']:>4} " + " ".join(f"{v / 1e6:>12.1f} ({v / weights:>5.2f})" for v in cells))
 
     def worst(label, key):
         return max(r[key] if key != "state" else r["weights"] + r["grads"] + r["optimizer"] for r in results[label])
 
     for label in ("2, one group", "2, per layer"):
-        state = worst(label, "state") / worst("1 process", "state")
-        peak = worst(label, "peak") / worst("1 process", "peak")
-        print(f"ratio ({label}) / (1 process): kept state {state:.3f}, step peak {peak:.3f}")
+        keys = ("state", "peak", "forward_backward", "optimizer_step")
+        ratios = {key: worst(label, key) / worst("1 process", key) for key in keys}
+        print(
+            f"ratio ({label}) / (1 process): kept state {ratios['state']:.3f}, step peak {ratios['peak']:.3f}, "
+            f"fwd+bwd peak {ratios['forward_backward']:.3f}, optimizer-step peak {ratios['optimizer_step']:.3f}"
+        )
 
 
 if __name__ == "__main__":
