@@ -44,7 +44,7 @@ from .model_card import build_gradiend_card
 from .objectives import check_objective_fits, detect_objective
 from .params import check_parameters_match, parameter_shapes, select_parameters
 from .rewrite import rewrite
-from .shard_groups import forward_by_group
+from .shard_groups import canonical_name, forward_by_group
 from .sharding import all_finite
 
 
@@ -438,7 +438,7 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
             if tensor.is_floating_point() and not tensor.is_meta and not all_finite(tensor):
                 when = f" after step {step}" if step is not None else ""
                 raise NonFiniteError(
-                    f"The GRADIEND's {name} has nan or infinite entries{when}: training diverged (a learning rate "
+                    f"The GRADIEND's {canonical_name(name)} has nan or infinite entries{when}: training diverged (a learning rate "
                     "too large, or non-finite gradients). Lower the learning rate and train again."
                 )
 
