@@ -438,8 +438,8 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
             if tensor.is_floating_point() and not tensor.is_meta and not all_finite(tensor):
                 when = f" after step {step}" if step is not None else ""
                 raise NonFiniteError(
-                    f"The GRADIEND's {canonical_name(name)} has nan or infinite entries{when}: training diverged (a learning rate "
-                    "too large, or non-finite gradients). Lower the learning rate and train again."
+                    f"The GRADIEND's {canonical_name(name)} has nan or infinite entries{when}: training diverged (a "
+                    "learning rate too large, or non-finite gradients). Lower the learning rate and train again."
                 )
 
     def create_model_card(self, model_id: str | os.PathLike | None = None, **kwargs: Any):
