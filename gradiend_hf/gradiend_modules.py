@@ -127,6 +127,27 @@ class SquaredReconstruction(torch.autograd.Function):
         return grad_h, grad_weight, grad_bias, None
 
 
+def squared_error(h, weight, bias, target, activation, fused: bool) -> torch.Tensor:
+    """`Σ (act(h · Wᵀ + b) − t)²` of one parameter: through [`SquaredReconstruction`] when `fused` (identity
+    activation and a bias), else through autograd.
+
+    Args:
+        h (`torch.Tensor`): `(batch, latent_dim)` feature values, in the weight's dtype.
+        weight (`torch.Tensor`): The `(numel, latent_dim)` decoder weight.
+        bias (`torch.Tensor`, *optional*): The `(numel,)` decoder bias.
+        target (`torch.Tensor`): The `(batch, numel)` target gradient.
+        activation: The decoder activation.
+        fused (`bool`): Whether to use the fused reconstruction.
+
+    Returns:
+        `torch.Tensor`: The scalar sum of squared errors.
+    """
+    if fused:
+        return SquaredReconstruction.apply(h, weight, bias, target)
+    decoded = activation(h @ weight.T + (bias if bias is not None else 0))
+    return (decoded - target).pow(2).sum()
+
+
 class GradiendPreTrainedModel(PreTrainedModel):
     config_class = GradiendConfig
     base_model_prefix = "gradiend"

@@ -27,8 +27,8 @@ from .gradiend_modules import (
     GradiendKeptPositions,
     GradiendOutput,
     GradiendPreTrainedModel,
-    SquaredReconstruction,
     escape_parameter_name,
+    squared_error,
 )
 from .hub import push_gradiend
 from .importance import GradiendImportanceMixin
@@ -44,6 +44,7 @@ from .model_card import build_gradiend_card
 from .objectives import check_objective_fits, detect_objective
 from .params import check_parameters_match, parameter_shapes, select_parameters
 from .rewrite import rewrite
+from .shard_groups import canonical_name, forward_by_group
 from .sharding import all_finite
 
 
@@ -184,14 +185,15 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
     def _activation(self, which: str):
         return ACTIVATIONS[self.config.activation_encoder if which == "encoder" else self.config.activation_decoder]
 
-    def _flat_gradient(self, gradients: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    def flat_gradient(self, gradients: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """The encoder's input from base parameter `name`: its gradient as `(batch, kept entries)`."""
         if name not in gradients:
             raise KeyError(f"The gradients lack base parameter {name!r}, which this GRADIEND covers.")
         grad = gradients[name]
         if tuple(grad.shape) == shape:
-            return grad.reshape(1, -1)
+            return self.gather_kept(name, grad.reshape(1, -1))
         if tuple(grad.shape[1:]) == shape:
-            return grad.reshape(grad.shape[0], -1)
+            return self.gather_kept(name, grad.reshape(grad.shape[0], -1))
         raise GradiendError(
             f"Gradient of {name!r} has shape {tuple(grad.shape)}; expected {shape} or (batch, *{shape})."
         )
@@ -209,7 +211,7 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
         pre = None
         batched = False
         for name, key, shape in zip(self.param_names, self.param_keys, self.param_shapes):
-            flat = self.gather_kept(name, self._flat_gradient(gradients, name, shape))
+            flat = self.flat_gradient(gradients, name, shape)
             batched = batched or gradients[name].dim() > len(shape)
             weight = self.encoder.weight[key]
             term = flat.to(device=weight.device, dtype=weight.dtype) @ weight.T
@@ -275,10 +277,12 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
         Returns:
             [`GradiendOutput`] with `loss` (mean over all `n` entries and the batch) and `encodings`.
         """
-        encodings = self.encode(source_gradients)
-        loss = None
-        if target_gradients is not None:
-            loss = self.reconstruction_loss(encodings, target_gradients)
+        if getattr(self, "shard_groups", None) is not None:
+            # Sharded in several FSDP2 groups: each group's forward gathers only its own weights.
+            encodings, loss = forward_by_group(self, source_gradients, target_gradients)
+        else:
+            encodings = self.encode(source_gradients)
+            loss = None if target_gradients is None else self.reconstruction_loss(encodings, target_gradients)
         if return_dict is False:
             return (loss, encodings) if loss is not None else (encodings,)
         return GradiendOutput(loss=loss, encodings=encodings)
@@ -295,20 +299,22 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
         h, batched = (encodings, True) if encodings.dim() == 2 else (encodings.reshape(1, -1), False)
         total = self.config.num_base_parameters * h.shape[0]
         fused = self.config.activation_decoder == "id" and self.decoder.bias is not None
+        activation = self._activation("decoder")
         squared = None
         for name, key in zip(self.param_names, self.param_keys):
             weight = self.decoder.weight[key]
-            target = target_gradients[name].to(device=weight.device, dtype=weight.dtype).reshape(h.shape[0], -1)
-            target = self.gather_kept(name, target)
-            if fused:
-                term = SquaredReconstruction.apply(h.to(weight.dtype), weight, self.decoder.bias[key], target)
-            else:
-                decoded = self._activation("decoder")(
-                    h.to(weight.dtype) @ weight.T + (self.decoder.bias[key] if self.decoder.bias is not None else 0)
-                )
-                term = (decoded - target).pow(2).sum()
+            bias = self.decoder.bias[key] if self.decoder.bias is not None else None
+            target = self.reconstruction_target(name, target_gradients, h.shape[0])
+            target = target.to(device=weight.device, dtype=weight.dtype)
+            term = squared_error(h.to(weight.dtype), weight, bias, target, activation, fused)
             squared = term if squared is None else squared + term
         return squared / total
+
+    def reconstruction_target(
+        self, name: str, target_gradients: Mapping[str, torch.Tensor], batch: int
+    ) -> torch.Tensor:
+        """The `(batch, kept entries)` target of base parameter `name` (its kept entries, flattened)."""
+        return self.gather_kept(name, target_gradients[name].reshape(batch, -1))
 
     # ------------------------------------------------------------------ updates and importance
 
@@ -432,8 +438,8 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
             if tensor.is_floating_point() and not tensor.is_meta and not all_finite(tensor):
                 when = f" after step {step}" if step is not None else ""
                 raise NonFiniteError(
-                    f"The GRADIEND's {name} has nan or infinite entries{when}: training diverged (a learning rate "
-                    "too large, or non-finite gradients). Lower the learning rate and train again."
+                    f"The GRADIEND's {canonical_name(name)} has nan or infinite entries{when}: training diverged (a "
+                    "learning rate too large, or non-finite gradients). Lower the learning rate and train again."
                 )
 
     def create_model_card(self, model_id: str | os.PathLike | None = None, **kwargs: Any):

@@ -345,7 +345,10 @@ class GradiendTrainer(ShardedGradiendMixin, Trainer):
         gradiend = self.accelerator.unwrap_model(self.model)
         was_training = gradiend.training
         gradiend.eval()
-        with self.accelerator.split_between_processes(rows, apply_padding=True) as shard, unsharded(self.model):
+        with (
+            self.accelerator.split_between_processes(rows, apply_padding=True) as shard,
+            unsharded(self.model, encoder_only=True),
+        ):
             texts = ([r["masked"] for r in shard], [r["factual"] for r in shard], [r["alternative"] for r in shard])
             encodings = encode_texts(
                 gradiend, self.base_model, self.objective, *texts, self.args.per_device_eval_batch_size

@@ -72,7 +72,8 @@ class SignNormalizationCallback(TrainerCallback):
             return control
         model.invert_encoding(update_config=False)
         if optimizer is not None:
-            flipped = {id(p) for p in model.encoder.parameters()} | {id(p) for p in model.decoder.weight.values()}
+            negated = [model.encoder.bias, *model.encoder.weight.values(), *model.decoder.weight.values()]
+            flipped = {id(p) for p in negated}
             for group in optimizer.param_groups:
                 for param in group["params"]:
                     moments = optimizer.state.get(param, {})

@@ -34,7 +34,7 @@ class ShardedGradiendMixin:
         # Before `Trainer.__init__`, so the optimizer it creates later holds the shards.
         self.sharded = sharding_requested(args)
         if self.sharded:
-            shard_gradiend(model, args.device)
+            shard_gradiend(model, args.device, args.shard_groups, args.shard_bucket_size)
 
     def _after_init_sharding(self) -> None:
         fsdp_plugin = getattr(self.accelerator.state, "fsdp_plugin", None)

@@ -11,6 +11,7 @@ from .artefacts import KIND_GRADIEND, KIND_SUITE, check_output_folder, folder_ki
 from .checks import check_number, check_positive
 from .configuration_gradiend import GRADIENT_KINDS
 from .errors import GradiendError, GradiendSaveError
+from .shard_groups import SHARD_GROUPINGS
 
 
 @dataclass
@@ -43,6 +44,14 @@ class GradiendTrainingArguments(TrainingArguments):
             (`torchrun --nproc_per_node N` or `accelerate launch --multi_gpu --num_processes N`) with torch's FSDP2,
             for GRADIENDs larger than one device; the base model stays whole on every process. Saved GRADIENDs and
             checkpoints are whole (gathered), as without sharding. Refused in a single-process run.
+        shard_groups (`str`, *optional*, defaults to `"layer"`):
+            How a sharded GRADIEND is split into FSDP2 shard groups, which a step gathers one at a time: `"layer"`
+            (one group per covered base layer; parameters outside numbered layers, such as embeddings, one group per
+            consecutive run), `"bucket"` (groups of at most `shard_bucket_size` covered entries) or `"one"` (the
+            whole GRADIEND is gathered for each step). The peak of a step grows with the largest group.
+        shard_bucket_size (`int`, *optional*, defaults to 50,000,000):
+            Covered base-parameter entries per group with `shard_groups="bucket"` (a larger parameter is a group of
+            its own); each entry has `2 · latent_dim + 1` GRADIEND weights.
 
     > Parameters that control evaluation and model selection
 
@@ -80,6 +89,13 @@ class GradiendTrainingArguments(TrainingArguments):
     shard_gradiend: bool = field(
         default=False,
         metadata={"help": "Shard the GRADIEND over the processes of a multi-process launch (FSDP2)."},
+    )
+    shard_groups: str = field(
+        default="layer",
+        metadata={"help": "Shard groups gathered one at a time: layer (per covered base layer), bucket or one."},
+    )
+    shard_bucket_size: int = field(
+        default=50_000_000, metadata={"help": "Covered entries per shard group with shard_groups=bucket."}
     )
     eval_max_rows: int | None = field(
         default=512, metadata={"help": "At most this many validation rows are encoded at each evaluation."}
@@ -127,6 +143,11 @@ class GradiendTrainingArguments(TrainingArguments):
     def __post_init__(self):
         self._check_numbers()
         super().__post_init__()
+        if self.shard_groups not in SHARD_GROUPINGS:
+            raise GradiendError(
+                f"Unknown shard_groups {self.shard_groups!r}; choose one of {', '.join(SHARD_GROUPINGS)} (`layer`: "
+                "one group per covered base layer)."
+            )
         for name in ("source", "target"):
             value = getattr(self, name)
             if value is not None and value not in GRADIENT_KINDS:
@@ -159,6 +180,7 @@ class GradiendTrainingArguments(TrainingArguments):
             "gradient_accumulation_steps",
         ):
             check_positive(getattr(self, name), name, integer=True)
+        check_positive(self.shard_bucket_size, "shard_bucket_size", integer=True)
         check_positive(self.eval_max_rows, "eval_max_rows", integer=True, optional=True)
         check_number(
             self.max_steps,

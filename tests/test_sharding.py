@@ -1,6 +1,7 @@
 """Sharded GRADIEND training (`shard_gradiend=True`, torch FSDP2) with two gloo processes on the CPU."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -29,19 +30,32 @@ def free_port() -> str:
         return str(sock.getsockname()[1])
 
 
+# (shard_groups of the run, shard_groups of the run resumed from its checkpoint, shard_bucket_size): per-layer groups
+# (the default), buckets of 3,000 covered entries (several per layer) and the whole GRADIEND as one group; checkpoints
+# name tensors the GRADIEND's own way, so a run resumes under another grouping.
+GROUPINGS = [("layer", "layer", 50_000_000), ("bucket", "one", 3000), ("one", "bucket", 3000)]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """One unsharded process with two groups per step, and two sharded processes with one group each (plus a
-    resumed sharded run)."""
-    root = tmp_path_factory.mktemp("sharding")
-    single = subprocess.run(
+def single(tmp_path_factory):
+    """One unsharded process with two groups per step."""
+    root = tmp_path_factory.mktemp("single")
+    result = subprocess.run(
         [sys.executable, str(SCRIPT), str(root / "one"), "2", "0"],
         env=ENV,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert single.returncode == 0, single.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "one"
+
+
+@pytest.fixture(scope="module", params=GROUPINGS, ids=lambda g: f"{g[0]}-then-{g[1]}")
+def runs(request, tmp_path_factory):
+    """Two sharded processes with one group each (plus a sharded run resumed from its checkpoint)."""
+    groups, resume_groups, bucket_size = request.param
+    root = tmp_path_factory.mktemp("sharding")
     double = subprocess.run(
         [
             sys.executable,
@@ -55,6 +69,9 @@ def runs(tmp_path_factory):
             str(root / "two"),
             "1",
             "1",
+            groups,
+            resume_groups,
+            str(bucket_size),
         ],
         env=ENV,
         capture_output=True,
@@ -63,33 +80,45 @@ def runs(tmp_path_factory):
     )
     # gloo sometimes aborts at interpreter exit after all work is done (environment.md); the saved files decide.
     assert (root / "two" / "resumed" / "model.safetensors").exists(), double.stderr[-3000:]
-    assert double.stdout.count("sharded world_size=2 dtensor=DTensor") == 2, double.stdout[-3000:]
+    found = re.findall(r"sharded world_size=2 dtensor=DTensor units=(\d+) most_gathered=(\d+)", double.stdout)
+    assert len(found) == 2, double.stdout[-3000:]
     summary = GradiendModel.from_pretrained(root / "two" / "run").config.training_summary
     assert (summary["processes"], summary["sharded"]) == (2, True)
-    return root
+    return root / "two", groups, [(int(units), int(most)) for units, most in found]
+
+
+def test_shard_groups_gather_one_unit_at_a_time(runs):
+    _, groups, found = runs
+    for units, most in found:
+        if groups == "one":
+            assert (units, most) == (0, 0)  # only the root unit: the whole GRADIEND
+        else:
+            # An encoder and a decoder unit per group: two layers, or several buckets of 3,000 entries per layer.
+            assert units == 4 if groups == "layer" else units > 4
+            assert most == 1  # a unit's forward starts with only its own weights gathered
 
 
 def _shards(folder, name):
     return [load_file(folder / "shards" / f"{name}rank{rank}.safetensors") for rank in (0, 1)]
 
 
-def test_sharded_run_equals_unsharded_run(runs):
+def test_sharded_run_equals_unsharded_run(single, runs):
     one, two = (
-        load_file(runs / "one" / "run" / "model.safetensors"),
-        load_file(runs / "two" / "run" / "model.safetensors"),
+        load_file(single / "run" / "model.safetensors"),
+        load_file(runs[0] / "run" / "model.safetensors"),
     )
     assert one.keys() == two.keys()
     scale = max(float(v.abs().max()) for v in one.values())
     for key in one:
         torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-6 * scale)
-    initial = GradiendModel.from_base_model(tiny_model("bert")[0], params=["*.layer.1.*"])
+    initial = GradiendModel.from_base_model(tiny_model("bert")[0], params=["*.layer.*"])
     assert any(not torch.equal(one[k], v) for k, v in initial.state_dict().items())  # training moved it
 
 
 def test_saved_folder_loads_as_the_processes_held_it(runs):
     """The whole GRADIEND loaded on one process is, bit for bit, the two processes' shards put together."""
-    loaded = GradiendModel.from_pretrained(runs / "two" / "run").state_dict()
-    rank0, rank1 = _shards(runs / "two" / "run", "")
+    loaded = GradiendModel.from_pretrained(runs[0] / "run").state_dict()
+    rank0, rank1 = _shards(runs[0] / "run", "")
     assert loaded.keys() == rank0.keys()
     for key, value in loaded.items():
         # Split along the longer dimension: the (latent, numel) encoder weights along dim 1, all else along dim 0.
@@ -99,16 +128,16 @@ def test_saved_folder_loads_as_the_processes_held_it(runs):
 
 
 def test_resumed_sharded_run_equals_uninterrupted(runs):
-    uninterrupted = load_file(runs / "two" / "run" / "model.safetensors")
-    resumed = load_file(runs / "two" / "resumed" / "model.safetensors")
-    assert (runs / "two" / "run" / "checkpoint-2" / "optimizer.pt").is_file()
+    uninterrupted = load_file(runs[0] / "run" / "model.safetensors")
+    resumed = load_file(runs[0] / "resumed" / "model.safetensors")
+    assert (runs[0] / "run" / "checkpoint-2" / "optimizer.pt").is_file()
     scale = max(float(v.abs().max()) for v in uninterrupted.values())
     for key, value in uninterrupted.items():
         torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-7 * scale)
 
 
 def test_sign_flip_negates_shards_and_their_moments(runs):
-    for shard in _shards(runs / "two" / "run", "flip-"):
+    for shard in _shards(runs[0] / "run", "flip-"):
         keys = [k[len("before.") :] for k in shard if k.startswith("before.")]
         assert keys
         for key in keys:
