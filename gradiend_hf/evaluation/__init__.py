@@ -15,6 +15,7 @@ rewritten = gradiend.rewrite(base, decoder.selected.feature_factor, decoder.sele
 from .decoder import (
     BALANCE_FEATURE_FACTORS,
     DEFAULT_LEARNING_RATES,
+    FEATURE_FACTOR_PRESETS,
     PAPER_FEATURE_FACTORS,
     DecoderReport,
     DecoderSelection,
@@ -41,6 +42,7 @@ from .selection import LMSThresholdPolicy, resolve_policy
 __all__ = [
     "BALANCE_FEATURE_FACTORS",
     "DEFAULT_LEARNING_RATES",
+    "FEATURE_FACTOR_PRESETS",
     "PAPER_FEATURE_FACTORS",
     "SEARCHES",
     "GridSearch",

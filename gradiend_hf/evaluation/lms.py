@@ -84,7 +84,9 @@ class LanguageModelingScorer:
         self._counts: list[int] | None = None  # scored tokens per batch, known after one whole scoring
         self.num_tokens = sum(sum(t != IGNORE_INDEX for t in row) for row in labels)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        # Longest texts first: batches of similar lengths (little padding), and an early stop (`stop_below`) sees
+        # most of the scored tokens after the first batches.
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
         self.batches = []
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
