@@ -77,20 +77,11 @@ def main(argv: list[str] | None = None) -> None:
         }
         decoder = None
         if not args.skip_decoder:
+            grid = {"search": args.search, "feature_factors": args.feature_factors, "policy": args.policy}
             decoder = evaluate_decoder(
-                gradiend,
-                base,
-                tokenizer,
-                data,
-                neutral=neutral,
-                target_class=args.target_class,
-                policy=args.policy,
-                search=args.search,
-                feature_factors=args.feature_factors,
-                split=args.split,
-                max_rows=args.decoder_max_rows,
-                show_progress=True,
-            )
+                gradiend, base, tokenizer, data, neutral, args.target_class, split=args.split, show_progress=True,
+                max_rows=args.decoder_max_rows, **grid,
+            )  # fmt: skip
             print(decoder)
             report["decoder"] = {k: v for k, v in decoder.to_dict().items() if k != "grid"}
         if args.output_dir:
