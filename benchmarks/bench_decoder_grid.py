@@ -150,7 +150,7 @@ def main() -> None:
         )
         return
     print(
-        f"decoder grid searches (default grids: lms_threshold 16 points, balance 7 x 16), {args.rows} rows per class, "
+        f"decoder grid searches (default grids: lms_threshold 16 points, balance 5 x 16), {args.rows} rows per class, "
         f"{args.lms_texts} LMS texts, base models trained {args.lm_steps} LM steps"
     )
     bench_search(f"Llama {layers}x{hidden}, vocab {llama_vocab}", "llama", hidden, layers, 2, llama_vocab, args)

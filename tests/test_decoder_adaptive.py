@@ -12,6 +12,7 @@ from gradiend_hf.errors import GradiendError
 from gradiend_hf.evaluation import PAPER_FEATURE_FACTORS, LanguageModelingScorer, evaluate_decoder
 from gradiend_hf.evaluation.lms import lms_upper_bound
 from gradiend_hf.objectives import get_objective
+from gradiend_hf.plotting import plot_decoder_grid
 
 from .test_evaluation_common import he_she_dataset, neutral_dataset, one_thread, train_gradiend  # noqa: F401
 
@@ -166,6 +167,14 @@ def test_search_options_and_presets():
     # Only feature factors of the strengthening sign are candidates.
     assert report.selected.feature_factor * grid("llama", "strengthen", "exhaustive").selected.feature_factor > 0
     balance = grid("llama", "balance", "early_stop")
-    assert sorted(balance.grid["feature_factor"].unique()) == [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0]
+    assert sorted(balance.grid["feature_factor"].unique()) == [-2.0, -1.0, 0.0, 1.0, 2.0]
     assert isinstance(balance.to_dict()["num_scored"], dict)
     assert pd.Series(balance.num_scored).sum() == len(balance.grid)
+
+
+def test_the_grid_figure_draws_unmeasured_points(tmp_path):
+    pytest.importorskip("matplotlib")
+    report = grid("llama", "balance", "adaptive")
+    assert report.grid["prob_M_on_F"].isna().any()
+    plot_decoder_grid(report, tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").stat().st_size > 0
