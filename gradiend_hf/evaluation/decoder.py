@@ -129,8 +129,8 @@ class DecoderReport:
         return (
             f"DecoderReport(policy={self.policy!r}, target_class={self.target_class!r}, strengthen={self.strengthen}, "
             f"selected=(ff={s.feature_factor:+g}, lr={s.learning_rate:g}), {s.metric}={s.value:.4g} "
-            f"(base {s.base_value:.4g}), lms={s.lms:.4g} (base {s.base_lms:.4g}), grid points={len(self.grid)}, fully scored={self.num_scored.get('all', 0)}, "
-            f"search={self.search!r})"
+            f"(base {s.base_value:.4g}), lms={s.lms:.4g} (base {s.base_lms:.4g}), grid points={len(self.grid)}, "
+            f"scored whole={self.num_scored.get('all', 0)}, search={self.search!r})"
         )
 
 

@@ -70,8 +70,8 @@ class Objective:
     """Turns masked rows into an [`ObjectiveBatch`] and scores the base model on it.
 
     A subclass is one model family. Besides how a row's words become sequences and targets (`_add_row`) and the
-    language-modelling score (`lms_example`, `score_lms`) it declares what the rest of gradiend-hf needs to know about
-    the family:
+    language-modelling score (`lms_example`, `lms_batch_totals` with `lms_statistic`, or `score_lms`) it declares
+    what the rest of gradiend-hf needs to know about the family:
 
     Attributes:
         name (`str`): What a GRADIEND's config records (`"masked_lm"`, `"causal_lm"`, `"causal_lm_cloze"`).
