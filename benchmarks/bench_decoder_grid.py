@@ -12,7 +12,7 @@ checks that every search selects what the exhaustive grid selects and prints the
 `--reuse`: the same grid with and without `reuse_lower_layers` (a GRADIEND covering only upper layers leaves every
 lower layer's output the same at every point; the default computes it once), checking the grids are identical.
 
-Run: `python benchmarks/bench_decoder_grid.py [--quick] [--rounds 2] [--reuse]`.
+Run: `python benchmarks/bench_decoder_grid.py [--quick] [--rounds 2] [--lm-steps 60] [--families llama bert] [--reuse]`.
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--lms-texts", type=int, default=100)
     parser.add_argument("--lm-steps", type=int, default=60, help="LM training steps of the base models")
     parser.add_argument("--reuse", action="store_true", help="compare reuse_lower_layers instead of the searches")
+    parser.add_argument("--families", nargs="+", default=["llama", "bert"], choices=["llama", "bert"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.quick:  # two LMS batches, so an LMS can stop early; vocabularies of 8192 tokens
@@ -153,8 +154,10 @@ def main() -> None:
         f"decoder grid searches (default grids: lms_threshold 16 points, balance 5 x 16), {args.rows} rows per class, "
         f"{args.lms_texts} LMS texts, base models trained {args.lm_steps} LM steps"
     )
-    bench_search(f"Llama {layers}x{hidden}, vocab {llama_vocab}", "llama", hidden, layers, 2, llama_vocab, args)
-    bench_search(f"BERT {layers}x{hidden}, vocab {bert_vocab}", "bert", hidden, layers, 2, bert_vocab, args)
+    if "llama" in args.families:
+        bench_search(f"Llama {layers}x{hidden}, vocab {llama_vocab}", "llama", hidden, layers, 2, llama_vocab, args)
+    if "bert" in args.families:
+        bench_search(f"BERT {layers}x{hidden}, vocab {bert_vocab}", "bert", hidden, layers, 2, bert_vocab, args)
 
 
 if __name__ == "__main__":
