@@ -223,6 +223,8 @@ def plot_decoder_grid(decoder_report, save_path: str | os.PathLike | None = None
         one colour per class) and one panel with the LMS, against the learning rate (log scale; symmetric log when
         the grid has non-positive rates). One line style per feature factor; the unchanged model's values are thin
         dashed horizontal lines, the LMS threshold (0.99 · base) is dotted, and the selected rewrite is a star.
+        Points the search did not score whole (see [`gradiend_hf.evaluation.grid_search`]) have no probabilities;
+        an LMS stopped early is drawn as a down triangle at the bound it stays below.
     """
     from matplotlib.lines import Line2D  # noqa: PLC0415 (optional dependency)
 
@@ -248,7 +250,9 @@ def plot_decoder_grid(decoder_report, save_path: str | os.PathLike | None = None
     probability_columns = [f"prob_{name}_on_{on}" for on in classes for name in classes]
     # Huge rewrites drive probabilities to 1e-30 and below; keep the range around the unchanged model readable.
     base_values = [float(base[c]) for c in probability_columns]
-    top = min(1.5, max(max(base_values), float(grid[probability_columns].to_numpy().max())) * 4)
+    # A grid searched with early stops leaves the class probabilities of rewrites that lose the LMS unmeasured (NaN).
+    measured = grid[probability_columns].to_numpy(dtype=float)
+    top = min(1.5, max(max(base_values), float(np.nanmax(measured)) if np.isfinite(measured).any() else 0.0) * 4)
     bottom = max(1e-12, min(base_values) * 1e-3)
     for panel, on in enumerate(classes):
         ax = axes[0, panel]
@@ -256,7 +260,7 @@ def plot_decoder_grid(decoder_report, save_path: str | os.PathLike | None = None
         for i, name in enumerate(classes):
             column = f"prob_{name}_on_{on}"
             for ff in factors:
-                part = grid[grid["feature_factor"] == ff].sort_values("learning_rate")
+                part = grid[grid["feature_factor"] == ff].sort_values("learning_rate").dropna(subset=[column])
                 values = part[column].clip(lower=bottom * 1e-3)
                 ax.plot(part["learning_rate"], values, color=_color(i), linestyle=styles[ff], marker="o", markersize=3)
             ax.axhline(base[column], color=_color(i), linestyle=(0, (4, 3)), linewidth=0.9, alpha=0.8)
@@ -279,7 +283,11 @@ def plot_decoder_grid(decoder_report, save_path: str | os.PathLike | None = None
     style_x(ax)
     for ff in factors:
         part = grid[grid["feature_factor"] == ff].sort_values("learning_rate")
-        ax.plot(part["learning_rate"], part["lms"], color="black", linestyle=styles[ff], marker="o", markersize=3)
+        whole = part.dropna(subset=["lms"])
+        ax.plot(whole["learning_rate"], whole["lms"], color="black", linestyle=styles[ff], marker="o", markersize=3)
+        if "scored" in part:  # LMS scoring stopped early: the bound it stays below, as a down triangle
+            cut = part[part["scored"] == "lms_cut"]
+            ax.plot(cut["learning_rate"], cut["lms_bound"], color="black", marker="v", markersize=4, linestyle="none")
     ax.axhline(base["lms"], color=_NEUTRAL_COLOR, linestyle=(0, (4, 3)), linewidth=0.9)
     ax.axhline(0.99 * base["lms"], color=_NEUTRAL_COLOR, linestyle=":", linewidth=1.2)
     ax.plot(

@@ -56,9 +56,40 @@ def neutral_dataset() -> Dataset:
     return Dataset.from_dict({"text": texts[::3]})
 
 
-def train_gradiend(family: str, source: str = "alternative", steps: int = 40, seed: int = 0):
-    """A GRADIEND trained on the he/she rows with a plain loop, its sign oriented so `positive_class` is right."""
+def pretrain_language_model(model, tokenizer, steps: int, seed: int = 0):
+    """A few steps of the model's own LM loss (masked: 15 % of the ordinary tokens) on the he/she and neutral texts,
+    so its language-modelling score is far from 0 and a rewrite can lose it."""
+    texts = list(he_she_dataset()["train"]["text"]) + list(neutral_dataset()["text"])
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        picked = torch.randint(len(texts), (16,), generator=generator).tolist()
+        inputs = tokenizer([texts[i] for i in picked], return_tensors="pt", padding=True)
+        labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
+        if tokenizer.mask_token_id is not None:
+            special = torch.tensor(
+                [tokenizer.get_special_tokens_mask(row, already_has_special_tokens=True) for row in labels.tolist()]
+            ).bool()
+            masked = (
+                (torch.rand(labels.shape, generator=generator) < 0.15) & ~special & (inputs["attention_mask"] == 1)
+            )
+            labels = labels.masked_fill(~masked, -100)
+            inputs["input_ids"] = inputs["input_ids"].masked_fill(masked, tokenizer.mask_token_id)
+        loss = model(**inputs, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return model
+
+
+def train_gradiend(family: str, source: str = "alternative", steps: int = 40, seed: int = 0, lm_steps: int = 0):
+    """A GRADIEND trained on the he/she rows with a plain loop, its sign oriented so `positive_class` is right (on a
+    base model first trained `lm_steps` steps on its LM loss, see [`pretrain_language_model`])."""
     base, tokenizer = tiny_model(family, seed=seed)
+    if lm_steps:
+        pretrain_language_model(base, tokenizer, lm_steps, seed)
     objective = get_objective(base, tokenizer)
     torch.manual_seed(seed)
     gradiend = GradiendModel.from_base_model(base, feature_classes=["M", "F"], source=source, target="diff")

@@ -127,9 +127,10 @@ def test_balance_policy_searches_both_signs_and_keeps_the_lms():
         learning_rates=[0.1, 1, 10],
         **SMALL,
     )
-    assert set(report.grid["feature_factor"]) == {-1.0, 0.0, 1.0}
+    assert set(report.grid["feature_factor"]) == {-2.0, -1.0, 0.0, 1.0, 2.0}
     s = report.selected
     keeps = report.grid[report.grid["lms"] >= 0.99 * report.base["lms"]]
+    assert set(keeps["scored"]) == {"all"}
     assert s.metric == "balance" and s.value == keeps["balance"].max()
     assert s.lms >= 0.99 * s.base_lms
 

@@ -183,6 +183,8 @@ def test_readme_evaluate_and_rewrite_commands_work_as_written(saved, tmp_path, c
         (["evaluate", "./no/such/gradiend"], ["GRADIEND folder './no/such/gradiend' does not exist"]),
         (["evaluate", "BASE"], ["holds a 'llama' model, not a GRADIEND"]),
         (["evaluate", "GRADIEND", "--policy", "fair"], ["Unknown policy 'fair'"]),
+        (["evaluate", "GRADIEND", "--search", "all"], ["Unknown search 'all'"]),
+        (["evaluate", "GRADIEND", "--feature_factors", "wide"], ["Unknown feature-factor preset 'wide'"]),
         (
             ["rewrite", "GRADIEND", "--feature_factor", "nan", "--learning_rate", "1", "--output_dir", "OUT"],
             ["feature factor is nan"],

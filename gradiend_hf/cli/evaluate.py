@@ -11,7 +11,7 @@ from ..base_models import load_base_model
 from ..checks import check_positive
 from ..data import load_builtin, load_feature_data
 from ..errors import GradiendError
-from ..evaluation import evaluate_decoder, evaluate_encoder
+from ..evaluation import FEATURE_FACTOR_PRESETS, SEARCHES, evaluate_decoder, evaluate_encoder
 from ..io import atomic_write_json
 from ..modeling_gradiend import GradiendModel
 from ..plotting import plot_decoder_grid, plot_encoder_distributions
@@ -32,6 +32,14 @@ class EvaluateArguments:
     split: str = field(default="test", metadata={"help": "Split to evaluate."})
     target_class: str | None = field(default=None, metadata={"help": "Class to strengthen (lms_threshold policy)."})
     policy: str = field(default="balance", metadata={"help": "Decoder selection: balance or lms_threshold."})
+    search: str = field(
+        default="early_stop",
+        metadata={"help": "Decoder grid search: early_stop (exact, default), exhaustive or adaptive."},
+    )
+    feature_factors: str | None = field(
+        default=None,
+        metadata={"help": "Feature-factor preset of the decoder grid: paper or balance (default: the policy's)."},
+    )
     skip_decoder: bool = field(default=False, metadata={"help": "Only evaluate the encoder."})
     max_rows: int | None = field(default=None, metadata={"help": "Rows encoded (default: all)."})
     decoder_max_rows: int = field(default=64, metadata={"help": "Rows per class scored at each grid point."})
@@ -40,6 +48,13 @@ class EvaluateArguments:
     def __post_init__(self):
         if self.policy not in POLICIES:
             raise GradiendError(f"Unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}.")
+        if self.search not in SEARCHES:
+            raise GradiendError(f"Unknown search {self.search!r}; choose one of {', '.join(SEARCHES)}.")
+        if self.feature_factors is not None and self.feature_factors not in FEATURE_FACTOR_PRESETS:
+            raise GradiendError(
+                f"Unknown feature-factor preset {self.feature_factors!r}; choose one of "
+                f"{', '.join(FEATURE_FACTOR_PRESETS)}."
+            )
         check_positive(self.max_rows, "max_rows", integer=True, optional=True)
         check_positive(self.decoder_max_rows, "decoder_max_rows", integer=True)
         if self.output_dir is not None:
@@ -62,18 +77,11 @@ def main(argv: list[str] | None = None) -> None:
         }
         decoder = None
         if not args.skip_decoder:
+            grid = {"search": args.search, "feature_factors": args.feature_factors, "policy": args.policy}
             decoder = evaluate_decoder(
-                gradiend,
-                base,
-                tokenizer,
-                data,
-                neutral=neutral,
-                target_class=args.target_class,
-                policy=args.policy,
-                split=args.split,
-                max_rows=args.decoder_max_rows,
-                show_progress=True,
-            )
+                gradiend, base, tokenizer, data, neutral, args.target_class, split=args.split, show_progress=True,
+                max_rows=args.decoder_max_rows, **grid,
+            )  # fmt: skip
             print(decoder)
             report["decoder"] = {k: v for k, v in decoder.to_dict().items() if k != "grid"}
         if args.output_dir:

@@ -12,9 +12,18 @@ rewritten = gradiend.rewrite(base, decoder.selected.feature_factor, decoder.sele
 ```
 """
 
-from .decoder import DEFAULT_LEARNING_RATES, DecoderReport, DecoderSelection, evaluate_decoder
+from .decoder import (
+    BALANCE_FEATURE_FACTORS,
+    DEFAULT_LEARNING_RATES,
+    FEATURE_FACTOR_PRESETS,
+    PAPER_FEATURE_FACTORS,
+    DecoderReport,
+    DecoderSelection,
+    evaluate_decoder,
+)
 from .encoder import EncoderReport, evaluate_encoder, expected_encoding
 from .feature_factor import encoding_direction, feature_factor_for
+from .grid_search import SEARCHES, GridSearch
 from .lms import LanguageModelingScorer
 from .metrics import (
     EvaluationError,
@@ -31,7 +40,12 @@ from .selection import LMSThresholdPolicy, resolve_policy
 
 
 __all__ = [
+    "BALANCE_FEATURE_FACTORS",
     "DEFAULT_LEARNING_RATES",
+    "FEATURE_FACTOR_PRESETS",
+    "PAPER_FEATURE_FACTORS",
+    "SEARCHES",
+    "GridSearch",
     "ClassProbabilityScorer",
     "DecoderReport",
     "DecoderSelection",

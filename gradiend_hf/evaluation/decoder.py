@@ -21,6 +21,7 @@ from ..errors import GradiendError
 from ..objectives import gradiend_objective
 from ..rewrite import RewriteSession
 from .feature_factor import feature_classes_and_positive, feature_factor_for
+from .grid_search import GridSearch, GridWalk
 from .lms import LanguageModelingScorer
 from .metrics import EvaluationError, balance_score
 from .prefix_cache import FrozenPrefix
@@ -32,6 +33,14 @@ from .selection import resolve_policy
 
 # {1, 2, 5} · 10^e from 100 down to 0.001 (method §4.2).
 DEFAULT_LEARNING_RATES = (100.0, 50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+# The original paper's feature factors (method §4.3): `feature_factors="paper"`.
+PAPER_FEATURE_FACTORS = (-10.0, -2.0, -1.0, -0.8, -0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 10.0)
+# The balance policy's default: both classes' directions at ±1 and beyond, and the decoder's bias alone (ff = 0). Finer
+# grids cost a whole scoring per kept point (the early stop saves only on the points that lose the LMS): see
+# `feature_factors="paper"`.
+BALANCE_FEATURE_FACTORS = (-2.0, -1.0, 0.0, 1.0, 2.0)
+FEATURE_FACTOR_PRESETS = {"paper": PAPER_FEATURE_FACTORS, "balance": BALANCE_FEATURE_FACTORS}
+DEFAULT_SEARCH = "early_stop"
 
 
 @dataclass
@@ -66,8 +75,11 @@ class DecoderReport:
         grid (`pd.DataFrame`): One row per grid point, sorted by feature factor and learning rate, with
             `feature_factor`, `learning_rate`, `prob_<C>_on_<D>` (mean probability of class C's words on the rows of
             class D), `strengthen_<C>` (= `prob_<C>_on_<other>`), `weaken_<C>` (= 1 − `prob_<C>_on_<C>`),
-            `balance` (see [`balance_score`]), `lms` (+ `nll` and `perplexity` for causal LMs) and `metric` (the
-            column the policy maximised).
+            `balance` (see [`balance_score`]), `lms` (+ `nll` and `perplexity` for causal LMs), `metric` (the
+            column the policy maximised), `scored` (what was measured: `"all"`; `"lms"`, the LMS below the
+            threshold and no class probabilities; `"lms_cut"`, the LMS stopped once certainly below the threshold,
+            `lms` NaN; `"none"`, not scored by the adaptive search; see [`gradiend_hf.evaluation.grid_search`])
+            and `lms_bound` (the LMS where scored whole, else the bound it stays below).
         base (`dict`): The same measurements for the unchanged model (`feature_factor = learning_rate = 0`).
         selected ([`DecoderSelection`]): The chosen rewrite.
         target_class (`str`): The class strengthened or weakened (`None` for the balance policy without one).
@@ -75,6 +87,7 @@ class DecoderReport:
         policy (`str`): The policy's name.
         feature_classes (`list[str]`): The two classes.
         num_rows (`dict`): Evaluation rows per class; `num_lms_texts` the neutral texts of the LMS.
+        search (`str`): How the grid was walked (`"exhaustive"`, `"early_stop"` or `"adaptive"`).
     """
 
     grid: pd.DataFrame
@@ -86,6 +99,14 @@ class DecoderReport:
     feature_classes: list[str]
     num_rows: dict = field(default_factory=dict)
     num_lms_texts: int = 0
+    search: str = "exhaustive"
+
+    @property
+    def num_scored(self) -> dict[str, int]:
+        """How many grid points were scored how (the `scored` column's counts)."""
+        if "scored" not in self.grid:  # a grid from before searches had every point scored whole
+            return {"all": len(self.grid)}
+        return {str(k): int(v) for k, v in self.grid["scored"].value_counts().items()}
 
     def to_dict(self) -> dict:
         """A JSON-serialisable summary (grid as a list of records)."""
@@ -96,6 +117,8 @@ class DecoderReport:
             "feature_classes": self.feature_classes,
             "num_rows": self.num_rows,
             "num_lms_texts": self.num_lms_texts,
+            "search": self.search,
+            "num_scored": self.num_scored,
             "base": self.base,
             "selected": asdict(self.selected),
             "grid": self.grid.to_dict(orient="records"),
@@ -106,7 +129,8 @@ class DecoderReport:
         return (
             f"DecoderReport(policy={self.policy!r}, target_class={self.target_class!r}, strengthen={self.strengthen}, "
             f"selected=(ff={s.feature_factor:+g}, lr={s.learning_rate:g}), {s.metric}={s.value:.4g} "
-            f"(base {s.base_value:.4g}), lms={s.lms:.4g} (base {s.base_lms:.4g}), grid points={len(self.grid)})"
+            f"(base {s.base_value:.4g}), lms={s.lms:.4g} (base {s.base_lms:.4g}), grid points={len(self.grid)}, "
+            f"scored whole={self.num_scored.get('all', 0)}, search={self.search!r})"
         )
 
 
@@ -118,7 +142,7 @@ def evaluate_decoder(
     neutral=None,
     target_class: str | None = None,
     learning_rates: Sequence[float] | None = None,
-    feature_factors: Sequence[float] | None = None,
+    feature_factors: Sequence[float] | str | None = None,
     policy="lms_threshold",
     strengthen: bool = True,
     split: str = "test",
@@ -129,6 +153,9 @@ def evaluate_decoder(
     lms_ratio: float = 0.99,
     show_progress: bool = False,
     reuse_lower_layers: bool = True,
+    search: str | None = None,
+    search_patience: int = 2,
+    search_refine: int = 0,
 ) -> DecoderReport:
     """Evaluates rewrites of the base model over a grid of feature factors and learning rates and selects one.
 
@@ -144,8 +171,17 @@ def evaluate_decoder(
       rewrites keeping `lms ≥ lms_ratio · base lms`; otherwise the smallest non-zero learning rate. Only feature
       factors of the strengthening (weakening) sign are candidates.
     - `"balance"` (debiasing): maximise [`balance_score`] (mean of `2 · min(P(A), P(B))` over both classes' rows)
-      under the same LMS condition, over feature factors of both signs (default grid: ff ∈ {-1, 0, +1}).
-    - a callable `policy(grid, base) -> index label` of the chosen grid row.
+      under the same LMS condition, over feature factors of both signs (default grid: ff ∈ {±2, ±1, 0}).
+    - a callable `policy(grid, base) -> index label` of the chosen grid row (the grid is then scored exhaustively:
+      the policy may read any column).
+
+    Search (see [`gradiend_hf.evaluation.grid_search`]): the built-in policies read a point's class probabilities only
+    when its LMS keeps the threshold, so by default (`"early_stop"`) each point's LMS is scored first, batch by
+    batch, and stopped once it is certainly below `lms_ratio · base lms`; the class probabilities are computed only
+    where the policy can use them. This selects exactly what `"exhaustive"` (every point, every column) selects,
+    with the same numbers at every point scored whole. `"adaptive"` also stops going up in |learning rate| after
+    `search_patience` rates below the threshold (it assumes the LMS falls as |lr| grows) and can refine between the
+    largest kept rate and the next.
 
     Args:
         gradiend ([`GradiendModel`]): The GRADIEND (`config.feature_classes`, `positive_class`, `source`).
@@ -156,8 +192,10 @@ def evaluate_decoder(
             sentences with the factual word put back (class words are never scored).
         target_class (`str`, *optional*): The class to strengthen or weaken (required by `"lms_threshold"`).
         learning_rates (`Sequence[float]`, *optional*): Defaults to `{1, 2, 5} · 10^e` from 100 down to 0.001.
-        feature_factors (`Sequence[float]`, *optional*): Defaults to the feature factor that strengthens (weakens)
-            `target_class` (see [`feature_factor_for`]); for `"balance"` to both classes' and 0.
+        feature_factors (`Sequence[float]` or `str`, *optional*): Defaults to the feature factor that strengthens
+            (weakens) `target_class` (see [`feature_factor_for`]); for `"balance"` to ±2, ±1 and 0. `"paper"`:
+            the original paper's 15 values from -10 to 10 (only those of the policy's sign are candidates of
+            `"lms_threshold"`).
         policy (`str` or callable, *optional*, defaults to `"lms_threshold"`): See above.
         strengthen (`bool`, *optional*, defaults to `True`): Strengthen or weaken `target_class`.
         split (`str`, *optional*, defaults to `"test"`): Split of a `DatasetDict` to score on.
@@ -170,6 +208,12 @@ def evaluate_decoder(
         reuse_lower_layers (`bool`, *optional*, defaults to `True`): When the GRADIEND covers only upper layers,
             compute the hidden states below the first covered layer once and reuse them at every grid point (same
             results; see [`gradiend_hf.evaluation.prefix_cache.FrozenPrefix`]).
+        search (`str`, *optional*): `"early_stop"` (the default for the built-in policies), `"exhaustive"` (the
+            default, and the only choice, for a callable policy) or `"adaptive"`; see above.
+        search_patience (`int`, *optional*, defaults to 2): `"adaptive"`: learning rates below the threshold in a
+            row after which the larger ones of that feature factor are not scored.
+        search_refine (`int`, *optional*, defaults to 0): `"adaptive"`: learning rates (geometric) scored between
+            the largest one that keeps the LMS and the next larger one.
 
     Returns:
         [`DecoderReport`] with `.grid`, `.base` and `.selected`.
@@ -185,12 +229,16 @@ def evaluate_decoder(
         )
     policy_name = policy if isinstance(policy, str) else getattr(policy, "__name__", type(policy).__name__)
     lrs = number_grid(DEFAULT_LEARNING_RATES if learning_rates is None else learning_rates, "learning_rates")
-    if feature_factors is None:
-        if policy == "balance":
-            feature_factors = sorted({feature_factor_for(config, name) for name in classes} | {0.0})
-        else:
-            feature_factors = [feature_factor_for(config, target_class, strengthen)]
-    ffs = number_grid(feature_factors, "feature_factors")
+    ffs = number_grid(
+        _feature_factors(feature_factors, policy, config, classes, target_class, strengthen), "feature_factors"
+    )
+    if search is None:
+        search = "exhaustive" if callable(policy) else DEFAULT_SEARCH
+    elif callable(policy) and search != "exhaustive":
+        raise GradiendError(
+            f"`search={search!r}` scores only what the built-in policies read; a callable policy may read any column, "
+            "so its grid is scored exhaustively: leave `search` unset or pass 'exhaustive'."
+        )
 
     gradiend.check_base_model(base_model)
     objective = gradiend_objective(config, base_model, tokenizer, scoring=True)
@@ -221,9 +269,9 @@ def evaluate_decoder(
     )
     masks = {name: torch.tensor([c == name for c in row_classes]) for name in classes}
 
-    def score(feature_factor: float, learning_rate: float) -> dict:
+    def score_probabilities() -> dict:
         probs = probabilities(base_model)
-        result = {"feature_factor": feature_factor, "learning_rate": learning_rate}
+        result = {}
         for on in classes:
             for name in classes:
                 result[f"prob_{name}_on_{on}"] = float(probs[name][masks[on]].mean())
@@ -232,29 +280,38 @@ def evaluate_decoder(
             result[f"strengthen_{name}"] = result[f"prob_{name}_on_{other}"]
             result[f"weaken_{name}"] = 1.0 - result[f"prob_{name}_on_{name}"]
         result["balance"] = balance_score(probs[classes[0]], probs[classes[1]])
-        result.update(lms(base_model))
         return result
-
-    points = sorted((ff, lr) for ff in ffs for lr in lrs)
-    with (
-        eval_mode(base_model),
-        torch.no_grad(),
-        FrozenPrefix(base_model, gradiend.param_names, reuse_lower_layers) as prefix,
-    ):
-        base = score(0.0, 0.0)
-        prefix.stop_recording()
-        records = []
-        with RewriteSession(base_model, gradiend) as session:
-            for ff, lr in tqdm(points, desc="decoder grid", disable=not show_progress):
-                session.apply(ff, lr)
-                records.append(score(ff, lr))
-    grid = pd.DataFrame(records)
 
     if target_class is not None and policy != "balance":
         metric = f"strengthen_{target_class}" if strengthen else f"weaken_{target_class}"
         sign = int(math.copysign(1, feature_factor_for(config, target_class, strengthen)))
     else:
         metric, sign = "balance", None
+    with (
+        eval_mode(base_model),
+        torch.no_grad(),
+        FrozenPrefix(base_model, gradiend.param_names, reuse_lower_layers) as prefix,
+    ):
+        base = {"feature_factor": 0.0, "learning_rate": 0.0} | score_probabilities() | lms(base_model)
+        prefix.stop_recording()
+        grid_search = GridSearch(
+            search,
+            threshold=lms_ratio * float(base["lms"]),  # as the policy computes it
+            is_candidate=lambda ff: sign is None or _sign(ff) == sign,
+            patience=search_patience,
+            refine=search_refine,
+        )
+        columns = [column for column in base if column not in ("feature_factor", "learning_rate")]
+        with (
+            RewriteSession(base_model, gradiend) as session,
+            tqdm(total=len(ffs) * len(lrs), desc="decoder grid", disable=not show_progress) as bar,
+        ):
+            walk = GridWalk(
+                session, grid_search, lambda stop: lms(base_model, stop), score_probabilities, columns, bar.update
+            )
+            records = walk.run(ffs, lrs)
+    grid = pd.DataFrame(records)
+
     grid["metric"] = grid[metric]
     base["metric"] = base[metric]
     chosen = resolve_policy(policy, "metric", sign, lms_ratio)(grid, base)
@@ -273,7 +330,29 @@ def evaluate_decoder(
         base_probabilities=_probability_table(base, classes),
     )
     counts = {name: int(masks[name].sum()) for name in classes}
-    return DecoderReport(grid, base, selected, target_class, strengthen, policy_name, classes, counts, lms.num_texts)
+    return DecoderReport(
+        grid, base, selected, target_class, strengthen, policy_name, classes, counts, lms.num_texts, search
+    )
+
+
+def _feature_factors(feature_factors, policy, config, classes, target_class, strengthen) -> Sequence[float]:
+    """The grid's feature factors: given, a preset by name, or the policy's default."""
+    if isinstance(feature_factors, str):
+        if feature_factors not in FEATURE_FACTOR_PRESETS:
+            raise GradiendError(
+                f"Unknown feature-factor preset {feature_factors!r}; use one of {', '.join(FEATURE_FACTOR_PRESETS)} "
+                "or a list of numbers."
+            )
+        return FEATURE_FACTOR_PRESETS[feature_factors]
+    if feature_factors is not None:
+        return feature_factors
+    if policy == "balance":
+        return BALANCE_FEATURE_FACTORS
+    return [feature_factor_for(config, target_class, strengthen)]
+
+
+def _sign(value: float) -> int:
+    return (value > 0) - (value < 0)
 
 
 def _probability_table(row, classes) -> dict:

@@ -13,13 +13,14 @@ The texts are tokenized and masked once ([`LanguageModelingScorer`]) and scored 
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
 
-from ..objectives import IGNORE_INDEX, Objective, ObjectiveError, get_objective
+from ..objectives import IGNORE_INDEX, Objective, ObjectiveError, get_objective, lms_scores
 from .metrics import EvaluationError, lms_from_nll
 
 
@@ -80,9 +81,12 @@ class LanguageModelingScorer:
                 "None of the neutral texts has a token to score; pass longer texts (a `text` column of sentences)."
             )
         self.num_texts = len(sequences)
+        self._counts: list[int] | None = None  # scored tokens per batch, known after one whole scoring
         self.num_tokens = sum(sum(t != IGNORE_INDEX for t in row) for row in labels)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+        # Longest texts first: batches of similar lengths (little padding), and an early stop (`stop_below`) sees
+        # most of the scored tokens after the first batches.
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
         self.batches = []
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
@@ -99,14 +103,64 @@ class LanguageModelingScorer:
             self.batches.append(tuple(t.to(device) for t in batch) if device is not None else batch)
 
     @torch.no_grad()
-    def __call__(self, model: nn.Module) -> dict[str, float]:
+    def __call__(self, model: nn.Module, stop_below: float | None = None) -> dict[str, float]:
         """Scores `model` (in eval mode).
+
+        Args:
+            model (`nn.Module`): The model, in its current (rewritten) state.
+            stop_below (`float`, *optional*): Stop scoring once the LMS is certainly below this value: after each
+                batch, the best the remaining batches could still give (every remaining masked token predicted
+                correctly; a remaining NLL of 0, each token's NLL being ≥ 0) is computed exactly as the LMS is, and
+                when even that is below `stop_below` the rest is not scored. Needs the token counts of one whole
+                scoring first (the unchanged model's) and an objective with an `lms_statistic`; otherwise the LMS is
+                scored whole.
 
         Returns:
             `dict`: `lms` (for masked LMs the accuracy); for scores from a next-token NLL also `nll` (mean per token)
-            and `perplexity`.
+            and `perplexity`. With `stop_below`, also `lms_cut` (whether scoring stopped early) and `lms_bound` (an
+            upper bound of the LMS: the LMS itself when scored whole); a cut score has `lms`, `nll` and
+            `perplexity` NaN.
         """
-        scores = dict(self.objective.score_lms(model, self.batches))
+        statistic = self.objective.lms_statistic
+        if statistic is None:
+            scores = dict(self.objective.score_lms(model, self.batches))
+        else:
+            scores = self._score_batches(model, statistic, stop_below)
+        if scores.get("lms_cut"):
+            return scores
         if "nll" in scores:
             scores["lms"], scores["perplexity"] = lms_from_nll(scores["nll"])
+        if stop_below is not None:
+            scores.update(lms_cut=False, lms_bound=scores["lms"])
         return scores
+
+    def _score_batches(self, model: nn.Module, statistic: str, stop_below: float | None) -> dict:
+        # Summed exactly as Objective.score_lms sums (same order, same types), so a whole score is the same number.
+        value, tokens, counts = 0 if statistic == "correct" else 0.0, 0, []
+        all_tokens = sum(self._counts) if self._counts is not None else None
+        for index, batch in enumerate(self.batches):
+            batch_value, batch_tokens = self.objective.lms_batch_totals(model, batch)
+            value, tokens = value + batch_value, tokens + batch_tokens
+            counts.append(batch_tokens)
+            if stop_below is None or all_tokens is None or index + 1 == len(self.batches):
+                continue
+            bound = lms_upper_bound(statistic, value, tokens, all_tokens)
+            if bound < stop_below:
+                cut = {"lms": math.nan, "lms_cut": True, "lms_bound": bound}
+                return cut | ({"nll": math.nan, "perplexity": math.nan} if statistic == "nll" else {})
+        self._counts = counts
+        return lms_scores(statistic, value, tokens)
+
+
+def lms_upper_bound(statistic: str, value: float, scored_tokens: int, all_tokens: int) -> float:
+    """The largest LMS a model can still reach after scoring `scored_tokens` of `all_tokens` with the sum `value`.
+
+    Accuracy: every remaining token correct, `(value + all_tokens - scored_tokens) / all_tokens`; it is computed with
+    the same division as the final accuracy, and float division is monotone, so the final LMS never exceeds it. NLL:
+    the remaining tokens add 0 (a cross-entropy is never negative), so the final summed NLL is at least `value` (adding
+    non-negative floats never decreases a sum), and `lms_from_nll` never increases with the NLL (a non-finite or
+    huge NLL gives 0, as the final score would).
+    """
+    if statistic == "correct":
+        return (value + all_tokens - scored_tokens) / all_tokens
+    return lms_from_nll(value / all_tokens)[0]

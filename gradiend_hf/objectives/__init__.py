@@ -1,7 +1,7 @@
 """Objectives: how a masked row becomes model inputs and a score, per model family. The only place (with
 `gradiend_hf.params`) that knows model families; every other module asks an [`Objective`] for what it needs."""
 
-from .base import IGNORE_INDEX, MASK, Objective, split_masked
+from .base import IGNORE_INDEX, MASK, Objective, lms_scores, split_masked
 from .batch import ObjectiveBatch
 from .causal_lm import CausalLMObjective
 from .causal_lm_cloze import CausalLMClozeObjective
@@ -45,6 +45,7 @@ __all__ = [
     "get_objective",
     "gradiend_objective",
     "is_single_token",
+    "lms_scores",
     "logits_at",
     "max_input_length",
     "objective_class",

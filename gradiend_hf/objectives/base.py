@@ -13,6 +13,7 @@ training row, or any number of words to score. A word (or phrase) may be several
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -69,8 +70,8 @@ class Objective:
     """Turns masked rows into an [`ObjectiveBatch`] and scores the base model on it.
 
     A subclass is one model family. Besides how a row's words become sequences and targets (`_add_row`) and the
-    language-modelling score (`lms_example`, `score_lms`) it declares what the rest of gradiend-hf needs to know about
-    the family:
+    language-modelling score (`lms_example`, `lms_batch_totals` with `lms_statistic`, or `score_lms`) it declares
+    what the rest of gradiend-hf needs to know about the family:
 
     Attributes:
         name (`str`): What a GRADIEND's config records (`"masked_lm"`, `"causal_lm"`, `"causal_lm_cloze"`).
@@ -343,9 +344,26 @@ class Objective:
         to score; `targets` holds -100 where nothing is scored. `ordinary` are the positions that may be scored."""
         raise NotImplementedError
 
-    def score_lms(self, model: nn.Module, batches) -> dict[str, float]:  # pragma: no cover - abstract
-        """The language-modelling score of `model` on padded `(input_ids, attention_mask, targets)` batches."""
+    lms_statistic: str | None = None
+    """What [`lms_batch_totals`] sums over a batch's scored tokens: `"correct"` (the LMS is the accuracy, correct /
+    tokens) or `"nll"` (the LMS is `1 / (1 + nll / tokens)`, see [`lms_from_nll`]). A subclass that only overrides
+    [`score_lms`] leaves it `None`; its LMS is then always scored whole (the decoder grid cannot stop it early)."""
+
+    def lms_batch_totals(self, model: nn.Module, batch) -> tuple[float, int]:  # pragma: no cover - abstract
+        """`(sum, tokens)`: the sum of `lms_statistic` over the scored tokens of one padded `(input_ids,
+        attention_mask, targets)` batch (each token's term is ≥ 0) and the number of those tokens."""
         raise NotImplementedError
+
+    def score_lms(self, model: nn.Module, batches) -> dict[str, float]:
+        """The language-modelling score of `model` on padded `(input_ids, attention_mask, targets)` batches:
+        `{"lms": accuracy}` or `{"nll": mean}`, from [`lms_batch_totals`] summed batch by batch."""
+        if self.lms_statistic is None:  # pragma: no cover - abstract
+            raise NotImplementedError
+        value, tokens = 0 if self.lms_statistic == "correct" else 0.0, 0
+        for batch in batches:
+            batch_value, batch_tokens = self.lms_batch_totals(model, batch)
+            value, tokens = value + batch_value, tokens + batch_tokens
+        return lms_scores(self.lms_statistic, value, tokens)
 
     # -- scoring
 
@@ -368,3 +386,10 @@ class Objective:
         cross-entropy of the word's tokens (the negative log-probability of the whole word)."""
         log_probs = self.word_log_probs(model, batch)
         return -log_probs[:, 0], -log_probs[:, 1]
+
+
+def lms_scores(statistic: str, value: float, tokens: int) -> dict[str, float]:
+    """`{"lms": accuracy}` (statistic `"correct"`) or `{"nll": mean}` (`"nll"`) from a sum over `tokens` tokens."""
+    if statistic == "correct":
+        return {"lms": value / tokens}
+    return {"nll": value / tokens if tokens else math.nan}

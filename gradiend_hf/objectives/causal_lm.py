@@ -16,8 +16,6 @@ reference package gets both wrong).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -108,15 +106,14 @@ class CausalLMObjective(Objective):
             return None
         return list(ids), [ids[i] if i in scored else IGNORE_INDEX for i in range(len(ids))]
 
+    lms_statistic = "nll"
+
     @torch.no_grad()
-    def score_lms(self, model: nn.Module, batches) -> dict[str, float]:
-        """`{"nll": mean}` negative log-likelihood per scored token, with the logits at t scoring token t + 1."""
-        nll, total = 0.0, 0
-        for ids, mask, target in batches:
-            logits = model(input_ids=ids, attention_mask=mask).logits
-            shifted = logits[:, :-1].float().reshape(-1, logits.shape[-1])
-            nll += float(
-                F.cross_entropy(shifted, target[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
-            )
-            total += int((target[:, 1:] != IGNORE_INDEX).sum())
-        return {"nll": nll / total if total else math.nan}
+    def lms_batch_totals(self, model: nn.Module, batch) -> tuple[float, int]:
+        """Summed negative log-likelihood of the batch's scored tokens (the logits at t score token t + 1), and their
+        number."""
+        ids, mask, target = batch
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        shifted = logits[:, :-1].float().reshape(-1, logits.shape[-1])
+        nll = F.cross_entropy(shifted, target[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+        return float(nll), int((target[:, 1:] != IGNORE_INDEX).sum())

@@ -77,19 +77,18 @@ class MaskedLMObjective(Objective):
             targets[i], inputs[i] = ids[i], self.tokenizer.mask_token_id
         return inputs, targets
 
+    lms_statistic = "correct"
+
     @torch.no_grad()
-    def score_lms(self, model: nn.Module, batches) -> dict[str, float]:
-        """`{"lms": accuracy}` of predicting the masked tokens."""
-        correct = total = 0
-        for ids, mask, target in batches:
-            scored = target != IGNORE_INDEX
-            sequences, positions = scored.nonzero(as_tuple=True)
-            picked = logits_at(model, {"input_ids": ids, "attention_mask": mask}, sequences, positions).float()
-            # A position whose logits are not finite cannot count as a correct prediction.
-            hit = (picked.argmax(-1) == target[scored]) & torch.isfinite(picked).all(-1)
-            correct += int(hit.sum())
-            total += int(scored.sum())
-        return {"lms": correct / total}
+    def lms_batch_totals(self, model: nn.Module, batch) -> tuple[int, int]:
+        """Correct predictions of the batch's masked tokens, and their number."""
+        ids, mask, target = batch
+        scored = target != IGNORE_INDEX
+        sequences, positions = scored.nonzero(as_tuple=True)
+        picked = logits_at(model, {"input_ids": ids, "attention_mask": mask}, sequences, positions).float()
+        # A position whose logits are not finite cannot count as a correct prediction.
+        hit = (picked.argmax(-1) == target[scored]) & torch.isfinite(picked).all(-1)
+        return int(hit.sum()), int(scored.sum())
 
 
 def window(

@@ -28,8 +28,6 @@ The decoder start token is T5's `<pad>` and BART's `</s>`, as their configs have
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -170,22 +168,21 @@ class Seq2SeqObjective(Objective):
             decoder[index, : len(context)] = torch.tensor([self.decoder_start_token_id] + context[:-1])
         return labels.to(ids.device), decoder.to(ids.device)
 
+    lms_statistic = "nll"
+
     @torch.no_grad()
-    def score_lms(self, model: nn.Module, batches) -> dict[str, float]:
-        """`{"nll": mean}` negative log-likelihood per masked token, predicted by the decoder (teacher forcing)."""
+    def lms_batch_totals(self, model: nn.Module, batch) -> tuple[float, int]:
+        """Summed negative log-likelihood of the batch's masked tokens, predicted by the decoder (teacher forcing),
+        and their number."""
         self._check_model(model)
-        nll, total = 0.0, 0
-        for ids, mask, target in batches:
-            labels, decoder = self._lms_decoder(ids, target)
-            # The decoder is causal: the padding after a text's last label is never read by a scored position.
-            logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder).logits
-            nll += float(
-                F.cross_entropy(
-                    logits.float().reshape(-1, logits.shape[-1]),
-                    labels.reshape(-1),
-                    ignore_index=IGNORE_INDEX,
-                    reduction="sum",
-                )
-            )
-            total += int((labels != IGNORE_INDEX).sum())
-        return {"nll": nll / total if total else math.nan}
+        ids, mask, target = batch
+        labels, decoder = self._lms_decoder(ids, target)
+        # The decoder is causal: the padding after a text's last label is never read by a scored position.
+        logits = model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder).logits
+        nll = F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]),
+            labels.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        return float(nll), int((labels != IGNORE_INDEX).sum())
