@@ -39,6 +39,7 @@ bench:
 	$(PY) benchmarks/bench_gradients.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_evaluation.py
+	$(PY) benchmarks/bench_train_memory.py
 
 demo: setup
 	$(VENV)/bin/gradiend-hf demo

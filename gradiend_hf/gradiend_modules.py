@@ -109,25 +109,33 @@ class SquaredReconstruction(torch.autograd.Function):
 
     The residual `r = h · Wᵀ + b − t` is the only saved tensor; the backward pass turns it in place into `2r`, which
     is the bias gradient (summed over the batch) and gives `∂/∂W = 2rᵀh` and `∂/∂h = 2rW`.
+
+    With `overwrite_target=True` the residual is written over the target (whose memory it then is) as
+    `t − (h · Wᵀ + b) = −r`: IEEE subtraction is antisymmetric, so this is exactly `−r`, its square exactly `r²` and
+    `(−r) · (−2g)` exactly `r · 2g`: the loss and every gradient are bit for bit those of the plain path, with one
+    n-sized tensor less alive from the forward to the backward pass.
     """
 
     @staticmethod
-    def forward(ctx, h, weight, bias, target):
-        residual = torch.addmm(bias, h, weight.T).sub_(target)
+    def forward(ctx, h, weight, bias, target, overwrite_target=False):
+        if overwrite_target:
+            residual, ctx.scale = target.sub_(torch.addmm(bias, h, weight.T)), -2
+        else:
+            residual, ctx.scale = torch.addmm(bias, h, weight.T).sub_(target), 2
         ctx.save_for_backward(h, weight, residual)
         return residual.pow(2).sum()
 
     @staticmethod
     def backward(ctx, grad_output):
         h, weight, residual = ctx.saved_tensors
-        scaled = residual.mul_(2 * grad_output)
+        scaled = residual.mul_(ctx.scale * grad_output)
         grad_h = scaled @ weight if ctx.needs_input_grad[0] else None
         grad_weight = scaled.T @ h if ctx.needs_input_grad[1] else None
         grad_bias = (scaled[0] if scaled.shape[0] == 1 else scaled.sum(0)) if ctx.needs_input_grad[2] else None
-        return grad_h, grad_weight, grad_bias, None
+        return grad_h, grad_weight, grad_bias, None, None
 
 
-def squared_error(h, weight, bias, target, activation, fused: bool) -> torch.Tensor:
+def squared_error(h, weight, bias, target, activation, fused: bool, overwrite_target: bool = False) -> torch.Tensor:
     """`Σ (act(h · Wᵀ + b) − t)²` of one parameter: through [`SquaredReconstruction`] when `fused` (identity
     activation and a bias), else through autograd.
 
@@ -138,12 +146,14 @@ def squared_error(h, weight, bias, target, activation, fused: bool) -> torch.Ten
         target (`torch.Tensor`): The `(batch, numel)` target gradient.
         activation: The decoder activation.
         fused (`bool`): Whether to use the fused reconstruction.
+        overwrite_target (`bool`, *optional*, defaults to `False`): Let the fused reconstruction write its residual
+            over `target` (same loss and gradients; the target's values are lost).
 
     Returns:
         `torch.Tensor`: The scalar sum of squared errors.
     """
     if fused:
-        return SquaredReconstruction.apply(h, weight, bias, target)
+        return SquaredReconstruction.apply(h, weight, bias, target, overwrite_target)
     decoded = activation(h @ weight.T + (bias if bias is not None else 0))
     return (decoded - target).pow(2).sum()
 

@@ -211,3 +211,21 @@ def encode_texts(
     finally:
         base_model.train(was_training)
     return out
+
+
+def stack_gradients(per_group: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One `(groups, *shape)` tensor per parameter from the gradients of each group (a view for a single group)."""
+    return {
+        name: (values[0].unsqueeze(0) if len(values) == 1 else torch.stack(values))
+        for name, values in per_group.items()
+    }
+
+
+def share_no_memory(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether no two of `tensors` share memory, so that writing into one cannot change another.
+
+    Autograd may hand two parameters the same gradient tensor (an addition passes its incoming gradient to both
+    inputs), and a source and a target of the same kind are the same tensors.
+    """
+    storages = [t.untyped_storage().data_ptr() for t in tensors if t.numel()]
+    return len(set(storages)) == len(storages)

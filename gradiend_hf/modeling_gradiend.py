@@ -265,6 +265,7 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
         source_gradients: Mapping[str, torch.Tensor],
         target_gradients: Mapping[str, torch.Tensor] | None = None,
         return_dict: bool | None = None,
+        overwrite_targets: bool = False,
         **kwargs: Any,
     ) -> GradiendOutput | tuple:
         """Encodes the source gradients and, given targets, returns the mean squared reconstruction error.
@@ -273,6 +274,8 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
             source_gradients (`Mapping[str, torch.Tensor]`): Gradients the encoder reads (see [`encode`]).
             target_gradients (`Mapping[str, torch.Tensor]`, *optional*): Gradients the decoder should reconstruct.
             return_dict (`bool`, *optional*): Return a [`GradiendOutput`] (default) or a tuple.
+            overwrite_targets (`bool`, *optional*, defaults to `False`): Let the loss write its residuals over the
+                target tensors (see [`reconstruction_loss`]); only for targets nothing else reads or shares.
 
         Returns:
             [`GradiendOutput`] with `loss` (mean over all `n` entries and the batch) and `encodings`.
@@ -282,19 +285,23 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
             encodings, loss = forward_by_group(self, source_gradients, target_gradients)
         else:
             encodings = self.encode(source_gradients)
-            loss = None if target_gradients is None else self.reconstruction_loss(encodings, target_gradients)
+            loss = None
+            if target_gradients is not None:
+                loss = self.reconstruction_loss(encodings, target_gradients, overwrite_targets=overwrite_targets)
         if return_dict is False:
             return (loss, encodings) if loss is not None else (encodings,)
         return GradiendOutput(loss=loss, encodings=encodings)
 
     def reconstruction_loss(
-        self, encodings: torch.Tensor, target_gradients: Mapping[str, torch.Tensor]
+        self, encodings: torch.Tensor, target_gradients: Mapping[str, torch.Tensor], overwrite_targets: bool = False
     ) -> torch.Tensor:
         """Mean squared error between `decode(encodings)` and the targets, over all `n` entries and the batch.
 
         With the identity decoder activation (the default) each parameter's error goes through
         [`SquaredReconstruction`], which keeps one residual per entry instead of the several n-sized
-        temporaries autograd would save, and reuses it as the decoder-bias gradient.
+        temporaries autograd would save, and reuses it as the decoder-bias gradient. With `overwrite_targets=True`
+        it writes the residuals over the targets (the same loss and gradients, bit for bit, and n entries less
+        memory; the targets' values are lost), which [`GradiendTrainer`] does with the gradients it computed itself.
         """
         h, batched = (encodings, True) if encodings.dim() == 2 else (encodings.reshape(1, -1), False)
         total = self.config.num_base_parameters * h.shape[0]
@@ -306,7 +313,7 @@ class GradiendModel(GradiendImportanceMixin, GradiendPreTrainedModel):
             bias = self.decoder.bias[key] if self.decoder.bias is not None else None
             target = self.reconstruction_target(name, target_gradients, h.shape[0])
             target = target.to(device=weight.device, dtype=weight.dtype)
-            term = squared_error(h.to(weight.dtype), weight, bias, target, activation, fused)
+            term = squared_error(h.to(weight.dtype), weight, bias, target, activation, fused, overwrite_targets)
             squared = term if squared is None else squared + term
         return squared / total
 

@@ -20,11 +20,12 @@ from transformers.utils import logging
 
 from .errors import GradiendError, GradiendTrainingError, NonFiniteError
 from .evaluation.metrics import encoder_metrics
-from .gradients import encode_texts, group_gradients
+from .gradients import encode_texts, group_gradients, share_no_memory, stack_gradients
 from .hub import push_gradiend
 from .model_card import write_gradiend_card
 from .modeling_gradiend import TRAINING_ARGS_NAME, GradiendModel
 from .objectives import Objective, gradiend_objective
+from .optimizer_in_backward import OptimizerInBackwardMixin
 from .params import GradiendParameterError
 from .sharding import unsharded
 from .trainer_callbacks import (
@@ -50,7 +51,7 @@ from .training_data import (
 logger = logging.get_logger(__name__)
 
 
-class GradiendTrainer(ShardedGradiendMixin, Trainer):
+class GradiendTrainer(OptimizerInBackwardMixin, ShardedGradiendMixin, Trainer):
     r"""
     Trains a [`GradiendModel`] on the gradients of a frozen base language model.
 
@@ -63,7 +64,10 @@ class GradiendTrainer(ShardedGradiendMixin, Trainer):
     The base model is frozen, kept in eval mode, placed on the device by accelerate without DDP, and never saved,
     optimised or wrapped. Under `accelerate launch` each process computes the gradients of its own groups and the
     Trainer's DDP averages the GRADIEND's gradients; with `shard_gradiend=True` the GRADIEND is sharded over the
-    processes with FSDP2 instead (see [`gradiend_hf.sharding`]) and gathered whole for saving.
+    processes with FSDP2 instead (see [`gradiend_hf.sharding`]) and gathered whole for saving. In a single process
+    AdamW steps each GRADIEND parameter inside the backward pass and frees its gradient at once (see
+    [`gradiend_hf.optimizer_in_backward`]), and the loss writes its residuals over the target gradients: the same
+    training, bit for bit, with about 5 bytes per GRADIEND weight less at the peak.
 
     Args:
         model ([`GradiendModel`]): The GRADIEND to train; it must cover parameters of `base_model`.
@@ -272,7 +276,11 @@ class GradiendTrainer(ShardedGradiendMixin, Trainer):
             for name in gradiend.param_names:
                 sources[name].append(grads[source][name])
                 targets[name].append(grads[target][name])
-        outputs = model(source_gradients=_stack(sources), target_gradients=_stack(targets))
+        sources, targets = stack_gradients(sources), stack_gradients(targets)
+        # The targets are this step's own tensors: the loss may write its residuals over them (exactly the same loss
+        # and gradients, n entries less memory), unless two of them (or a source) share memory.
+        private = share_no_memory([*sources.values(), *targets.values()])
+        outputs = model(source_gradients=sources, target_gradients=targets, overwrite_targets=private)
         if not bool(torch.isfinite(outputs.loss)):
             step = self.state.global_step + 1
             raise NonFiniteError(
@@ -436,9 +444,3 @@ def resolve_checkpoint(checkpoint: str | bool | None, output_dir: str) -> str | 
             f"{checkpoint!r} is not a whole training checkpoint (no {', '.join(missing)}); resume from another one."
         )
     return checkpoint
-
-
-def _stack(tensors: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {
-        name: (values[0].unsqueeze(0) if len(values) == 1 else torch.stack(values)) for name, values in tensors.items()
-    }
