@@ -119,3 +119,37 @@ def test_no_scorable_text_is_a_clear_error():
     _, tokenizer = tiny_model("bert")
     with pytest.raises(ValueError, match="no token to score|has a token"):
         LanguageModelingScorer(tokenizer, ["", "   "], "masked_lm")
+
+
+class FixedLogitsLM(nn.Module):
+    """Returns the same `(batch, length, vocab)` logits whatever the input."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        return SimpleNamespace(logits=self.logits)
+
+
+def test_masked_lm_hits_equal_the_plain_argmax_and_finiteness_check():
+    # Hand-made rows: a clear hit, a tie before the target (argmax takes the first), a hit next to -inf, +inf or
+    # NaN elsewhere in the row (never a hit), and a miss.
+    from gradiend_hf.objectives import IGNORE_INDEX, get_objective
+
+    _, tokenizer = tiny_model("bert")
+    objective = get_objective("masked_lm", tokenizer)
+    vocab, length = 12, 6
+    logits = torch.zeros(1, length, vocab)
+    target = torch.full((1, length), IGNORE_INDEX)
+    target[0, :] = 5
+    logits[0, :, 5] = 3.0
+    logits[0, 1, 2] = 3.0  # tie at an earlier index
+    logits[0, 2, 9] = -math.inf
+    logits[0, 3, 0] = math.inf
+    logits[0, 4, 7] = math.nan
+    logits[0, 5, 5], logits[0, 5, 1] = 1.0, 2.0  # miss
+    ids = torch.ones(1, length, dtype=torch.long)
+    hits, tokens = objective.lms_batch_totals(FixedLogitsLM(logits), (ids, torch.ones_like(ids), target))
+    plain = (logits[0].argmax(-1) == target[0]) & torch.isfinite(logits[0]).all(-1)
+    assert (hits, tokens) == (int(plain.sum()), length) == (1, length)
