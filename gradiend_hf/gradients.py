@@ -21,6 +21,7 @@ from torch import nn
 from torch.func import functional_call, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .batching import length_batches
 from .errors import GradiendError
 from .objectives import Objective, ObjectiveBatch
 from .params import get_parameters, requires_grad_only
@@ -198,12 +199,10 @@ def encode_texts(
     out = torch.empty(len(masked), gradiend.config.latent_dim, dtype=torch.float64)
     if not len(masked):
         return out
-    order = sorted(range(len(masked)), key=lambda i: len(masked[i]))
     was_training = base_model.training
     base_model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk in length_batches(objective.read_lengths(masked), batch_size):
             batch = objective.prepare(
                 [masked[i] for i in chunk], [factual[i] for i in chunk], [alternative[i] for i in chunk]
             )

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gradiend_hf.evaluation import LanguageModelingScorer
-from gradiend_hf.objectives import get_objective, logits_at, separable_head
+from gradiend_hf.objectives import get_objective, logits, logits_at, separable_head
 from gradiend_hf.testing_utils import masked_rows
 
 from .tiny_models import tiny_model
@@ -84,3 +84,44 @@ def test_masked_lm_scores_equal_the_full_forward(family):
             correct += int((predicted[scored] == target[scored]).sum())
             total += int(scored.sum())
     assert scorer(model)["lms"] == correct / total
+
+
+def _right_padded_reads_against_the_full_forward(model, tokenizer) -> bool:
+    """Reads at every real position of right-padded rows (the LMS's case) against the full forward; returns the
+    verdict of the causal-head check."""
+    inputs = _padded_batch(tokenizer, "right")
+    sequences, positions = inputs["attention_mask"].bool().nonzero(as_tuple=True)
+    assert int(positions.min()) == 0  # `logits_to_keep` would keep every position
+    with torch.no_grad():
+        full = model(**inputs).logits[sequences, positions]
+        fast = logits_at(model, inputs, sequences, positions)
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
+    return logits._CAUSAL_HEAD_CHECKED[model]
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_causal_lms_read_the_head_only_at_right_padded_reads(family):
+    model, tokenizer = tiny_model(family)
+    assert logits.causal_head(model) is not None
+    assert _right_padded_reads_against_the_full_forward(model, tokenizer) is True
+
+
+def test_a_causal_lm_that_changes_its_logits_after_the_head_keeps_its_own_forward():
+    model, tokenizer = tiny_model("llama")
+
+    class ScaledLlamaForCausalLM(type(model)):
+        def forward(self, *args, **kwargs):  # as Cohere's logit scale or Gemma 2's soft cap: after the head
+            output = super().forward(*args, **kwargs)
+            output.logits = torch.tanh(output.logits / 3.0) * 3.0
+            return output
+
+    model.__class__ = ScaledLlamaForCausalLM
+    assert logits.causal_head(model) is not None  # the structure alone would allow it
+    assert _right_padded_reads_against_the_full_forward(model, tokenizer) is False
+
+
+def test_causal_lms_in_training_mode_keep_their_own_forward():
+    model, _ = tiny_model("gpt2")
+    model.train()
+    assert logits._checked_causal_head(model, {}) is None  # dropout would make the check's two passes differ
+    assert model not in logits._CAUSAL_HEAD_CHECKED

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..batching import length_batches
 from ..evaluation.runtime import eval_mode, model_device
 from ..objectives import Objective, detect_objective, logits_at, objective_class
 from .errors import BenchmarkError
@@ -117,8 +118,7 @@ def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     if batch_size < 1:
         raise BenchmarkError(f"`batch_size` must be at least 1, got {batch_size}.")
     # Similar lengths together: less padding, fewer wasted positions per forward pass.
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    return length_batches(lengths, batch_size)
 
 
 def _pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

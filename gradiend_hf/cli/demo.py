@@ -6,7 +6,7 @@ WinoBias on the base and the rewritten model, and writes into one folder: the GR
 model with tokenizer and card (both with the benchmark table), the figures, `benchmarks/` and `report.json` /
 `report.md`.
 
-Choices that keep it within ~15 minutes on a 2-core CPU: the GRADIEND covers the last six transformer layers
+Choices that keep it within ~8 minutes on a 2-core CPU: the GRADIEND covers the last six transformer layers
 (`model.layers.2[4-9].*`, 21 M parameters; the backward pass then stops there), 8 sentences per gradient, 40
 steps at learning rate 1e-3 (the reference package's SmolLM2 setting that reaches r ≈ 1), and capped evaluation
 sizes. Every one is a flag.
@@ -67,6 +67,13 @@ class DemoArguments:
     sentences_per_gradient: int = field(default=8, metadata={"help": "Sentences of one transition per gradient."})
     eval_steps: int = field(default=10, metadata={"help": "Evaluate every this many steps."})
     encoder_max_rows: int | None = field(default=None, metadata={"help": "Test rows encoded (default: all)."})
+    encoder_max_neutral_rows: int | None = field(
+        default=400,
+        metadata={
+            "help": "Neutral rows encoded per kind, at most as many as test rows (their mean encoding is a check; "
+            "the correlation reads the test rows alone)."
+        },
+    )
     decoder_max_rows: int = field(default=48, metadata={"help": "Test rows per class scored at each grid point."})
     lms_max_texts: int = field(default=48, metadata={"help": "Neutral texts of the language-modelling score."})
     seed: int = field(default=0, metadata={"help": "Seed of the GRADIEND and of the samples."})
@@ -89,6 +96,7 @@ class DemoArguments:
         for name in ("sentences_per_gradient", "eval_steps", "decoder_max_rows", "lms_max_texts"):
             check_positive(getattr(self, name), name, integer=True)
         check_positive(self.encoder_max_rows, "encoder_max_rows", integer=True, optional=True)
+        check_positive(self.encoder_max_neutral_rows, "encoder_max_neutral_rows", integer=True, optional=True)
 
 
 def _step(message: str) -> float:
@@ -137,7 +145,15 @@ def run_demo(args: DemoArguments) -> dict:
     timings = {"training_s": time.perf_counter() - t}
 
     t = _step("Evaluating the encoder on the test split and on neutral text")
-    encoder = evaluate_encoder(gradiend, base, tokenizer, data, neutral=neutral, max_rows=args.encoder_max_rows)
+    encoder = evaluate_encoder(
+        gradiend,
+        base,
+        tokenizer,
+        data,
+        neutral=neutral,
+        max_rows=args.encoder_max_rows,
+        max_neutral_rows=args.encoder_max_neutral_rows,
+    )
     timings["encoder_evaluation_s"] = time.perf_counter() - t
     print(f"  {encoder}")
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from ..batching import length_batches
 from ..objectives import IGNORE_INDEX, Objective, ObjectiveError, get_objective, lms_scores
 from .metrics import EvaluationError, lms_from_nll
 
@@ -86,10 +87,8 @@ class LanguageModelingScorer:
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
         # Longest texts first: batches of similar lengths (little padding), and an early stop (`stop_below`) sees
         # most of the scored tokens after the first batches.
-        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
         self.batches = []
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk in length_batches([len(sequence) for sequence in sequences], batch_size):
             length = max(len(sequences[i]) for i in chunk)
             ids = torch.full((len(chunk), length), pad_id, dtype=torch.long)
             mask = torch.zeros((len(chunk), length), dtype=torch.long)

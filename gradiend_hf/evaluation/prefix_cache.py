@@ -27,6 +27,8 @@ import logging
 import torch
 from torch import nn
 
+from ..objectives.logits import in_check_pass
+
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +137,7 @@ class FrozenPrefix:
     def _on_embedding(self, module, args) -> None:
         """Start of a pass: reuse the states of a known batch, else record them."""
         self._replay = self._recording = None
-        if not self.enabled or not args or not isinstance(args[0], torch.Tensor):
+        if not self.enabled or not args or not isinstance(args[0], torch.Tensor) or in_check_pass():
             return
         ids = args[0]
         # A model may pass on a view of the batch's ids (GPT-2 reshapes them): the same storage and shape, and the

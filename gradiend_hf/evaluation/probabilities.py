@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from ..batching import length_batches
 from ..objectives import Objective, ObjectiveBatch, ObjectiveError, UnrepresentableWordError
 from .metrics import EvaluationError
 
@@ -135,12 +136,11 @@ class ClassProbabilityScorer:
         self.variant_ids = {name: torch.tensor(variants.get(name, []), dtype=torch.long) for name in self.classes}
         self._variant_class = {int(i): c for c, name in enumerate(self.classes) for i in variants.get(name, [])}
         self._single_words = {word for word, ids in word_ids.items() if ids}
-        # Shorter rows batched together waste less compute on padding.
-        order = sorted(range(len(masked)), key=lambda i: len(masked[i]))
-        self.order = torch.tensor(order, dtype=torch.long)
+        # Rows of similar length batched together waste less compute on padding.
+        batches = length_batches(objective.read_lengths(masked), batch_size)
+        self.order = torch.tensor([i for chunk in batches for i in chunk], dtype=torch.long)
         self.chunks: list[_Chunk] = []
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        for chunk in batches:
             built = self._chunk([masked[i] for i in chunk], [factual[i] for i in chunk], words)
             if device is not None:
                 built.batch = built.batch.to(device)
@@ -256,11 +256,13 @@ class ClassProbabilityScorer:
             slot_class = chunk.slot_class.to(words.device)
             anchor = None
             if chunk.anchor_reads is not None:
-                anchor = torch.nan_to_num(log_probs[chunk.anchor_reads.to(log_probs.device)].double().exp(), nan=0.0)
+                anchor = log_probs[chunk.anchor_reads.to(log_probs.device)]
             for index, name in enumerate(self.classes):
                 total = (words * (slot_class == index)).sum(1)
                 if anchor is not None and len(self.variant_ids[name]):
-                    total = total + anchor[:, self.variant_ids[name].to(anchor.device)].sum(1)
+                    # Only the class's surface variants are exponentiated, not the whole vocabulary.
+                    variants = anchor[:, self.variant_ids[name].to(anchor.device)]
+                    total = total + torch.nan_to_num(variants.double().exp(), nan=0.0).sum(1)
                 columns[name].append(total.cpu())
         out = {}
         for name, parts in columns.items():

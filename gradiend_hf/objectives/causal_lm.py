@@ -22,6 +22,7 @@ from torch import nn
 
 from .base import IGNORE_INDEX, MASK, Located, Objective, split_masked
 from .batch import BatchBuilder
+from .logits import logits_at
 from .words import ObjectiveError
 
 
@@ -113,7 +114,9 @@ class CausalLMObjective(Objective):
         """Summed negative log-likelihood of the batch's scored tokens (the logits at t score token t + 1), and their
         number."""
         ids, mask, target = batch
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        shifted = logits[:, :-1].float().reshape(-1, logits.shape[-1])
-        nll = F.cross_entropy(shifted, target[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
-        return float(nll), int((target[:, 1:] != IGNORE_INDEX).sum())
+        # The logits at t score token t + 1: read them only where that token is scored (never at padding).
+        following = target[:, 1:]
+        sequences, positions = (following != IGNORE_INDEX).nonzero(as_tuple=True)
+        logits = logits_at(model, {"input_ids": ids, "attention_mask": mask}, sequences, positions).float()
+        nll = F.cross_entropy(logits, following[sequences, positions], reduction="sum")
+        return float(nll), int(sequences.numel())

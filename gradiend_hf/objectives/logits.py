@@ -7,7 +7,11 @@ positions before a causal LM's target), so the head runs on those alone:
 
 - a masked LM whose head is one module applied to the backbone's last hidden state (`cls` of BERT, `lm_head` of
   RoBERTa, `predictions` of ALBERT): the backbone runs on the whole input, the head on the read positions;
-- a causal LM whose forward takes `logits_to_keep`: only the last positions from the first one read on;
+- a causal LM in eval mode whose logits are `lm_head(backbone(...)[0])` (Llama, GPT-2, …; checked once per model
+  against its own forward, so a model that scales or caps its logits after the head keeps its forward): the backbone
+  on the whole input, the head on the read positions (the language-modelling score reads every real token but
+  none of the padding);
+- any other causal LM whose forward takes `logits_to_keep`: only the last positions from the first one read on;
 - any other model: the whole forward, the read positions picked afterwards.
 
 The logits of the read positions are the same in every case (the head is applied row by row); tests compare each
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import weakref
 
 import torch
 from torch import nn
@@ -62,6 +67,67 @@ def separable_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
     return backbone, heads[0][1]
 
 
+# Causal LMs whose separated head was checked against their own forward: model -> whether it gave the same logits.
+_CAUSAL_HEAD_CHECKED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+_checking = False  # True during the check's own passes
+
+
+def in_check_pass() -> bool:
+    """Whether the model now runs for the one-time check of its separated head, not for the caller's batch (hooks
+    that remember batches, as `FrozenPrefix` does, leave these passes alone)."""
+    return _checking
+
+
+def causal_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """`(backbone, lm_head)` of a causal LM made of exactly those two modules with parameters, else `None`.
+
+    The structure alone does not say that `forward` applies nothing after the head (Gemma 2 caps its logits, Cohere
+    scales them): [`logits_at`] uses the pair only after checking it once against the model's own forward.
+    """
+    name = type(model).__name__
+    if not (name.endswith("ForCausalLM") or name.endswith("LMHeadModel")):
+        return None
+    backbone = getattr(model, getattr(model, "base_model_prefix", "") or "", None)
+    head = getattr(model, "lm_head", None)
+    if not isinstance(backbone, nn.Module) or not isinstance(head, nn.Module) or backbone is head:
+        return None
+    with_parameters = [child for child in model.children() if next(child.parameters(), None) is not None]
+    if len(with_parameters) != 2 or not any(c is backbone for c in with_parameters):
+        return None
+    if not any(c is head for c in with_parameters) or model.get_output_embeddings() is not head:
+        return None
+    return backbone, head
+
+
+def _checked_causal_head(model: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[nn.Module, nn.Module] | None:
+    """[`causal_head`] once its logits on the batch's first row equal the model's own (checked once per model, in
+    eval mode: dropout would make two passes differ)."""
+    if model.training:
+        return None
+    split = causal_head(model)
+    if split is None:
+        return None
+    verdict = _CAUSAL_HEAD_CHECKED.get(model)
+    if verdict is None:
+        backbone, head = split
+        # A copy of the first row, run as a check pass (see `in_check_pass`): not the caller's batch.
+        row = {key: value[:1].clone() if isinstance(value, torch.Tensor) else value for key, value in inputs.items()}
+        global _checking
+        _checking = True
+        try:
+            with torch.no_grad():
+                own = model(**row).logits
+                separated = head(backbone(**row)[0])
+        except TypeError:  # the backbone does not take an input the model does
+            verdict = False
+        else:
+            verdict = own.shape == separated.shape and torch.allclose(own, separated, rtol=1e-4, atol=1e-4)
+        finally:
+            _checking = False
+        _CAUSAL_HEAD_CHECKED[model] = bool(verdict)
+    return split if verdict else None
+
+
 def logits_at(
     model: nn.Module, inputs: dict[str, torch.Tensor], sequences: torch.Tensor, positions: torch.Tensor
 ) -> torch.Tensor:
@@ -77,7 +143,7 @@ def logits_at(
     Returns:
         `torch.Tensor` of shape `(reads, vocab)`: the logits, in the model's dtype.
     """
-    split = separable_head(model)
+    split = separable_head(model) or _checked_causal_head(model, inputs)
     if split is not None:
         backbone, head = split
         hidden = backbone(**inputs)[0]

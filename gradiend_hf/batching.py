@@ -1,0 +1,45 @@
+"""Batches of rows of similar length, so that little of a forward pass is spent on padding.
+
+A batch is padded to its longest row; every padded position costs as much as a real token in every layer. Sorting
+rows by length and cutting the sorted list into batches of `batch_size` rows still wastes much where lengths spread
+widely (neutral sentences of 5 to 80 tokens put half of a batch's positions on padding). [`length_batches`] also
+ends a batch before a row that would make its padding more than `max_padding` of its positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_padding: float = 0.1) -> list[list[int]]:
+    """Indices of the rows in batches of similar length, the longest rows first.
+
+    Args:
+        lengths (`Sequence[int]`): The length of each row (tokens, or any measure that grows with them).
+        batch_size (`int`): The most rows of one batch.
+        max_padding (`float`, *optional*, defaults to 0.25): The largest share of a batch's positions
+            (`rows · longest row`) that may be padding; a batch always holds at least one row.
+
+    Returns:
+        `list[list[int]]`: every index once; within a batch and from batch to batch by non-increasing length (ties
+        in the order given).
+    """
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be at least 1, got {batch_size}.")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for index in order:
+        if current:
+            longest = lengths[current[0]]
+            positions = (len(current) + 1) * longest
+            padding = positions - (total + lengths[index])
+            if len(current) == batch_size or padding > max_padding * positions:
+                batches.append(current)
+                current, total = [], 0
+        current.append(index)
+        total += lengths[index]
+    if current:
+        batches.append(current)
+    return batches

@@ -1,0 +1,48 @@
+"""Batches of rows of similar length (`batching.py`)."""
+
+import random
+
+import pytest
+
+from gradiend_hf.batching import length_batches
+from gradiend_hf.evaluation import LanguageModelingScorer
+
+from .tiny_models import tiny_model
+
+
+def test_batches_by_hand():
+    # Longest first: 80, 78, 75 fill a batch of three (padding 7 of 240); 20 alone (with 11 the padding would be 9 of
+    # 40, over 10 %); 11 and 10 (padding 1 of 22).
+    assert length_batches([10, 80, 20, 75, 78, 11], batch_size=3, max_padding=0.1) == [[1, 4, 3], [2], [5, 0]]
+    # Without a padding limit only the batch size cuts; ties keep the order given.
+    assert length_batches([5, 5, 7, 5], batch_size=2, max_padding=1.0) == [[2, 0], [1, 3]]
+    assert length_batches([], batch_size=4) == []
+
+
+def test_every_row_once_and_padding_within_the_limit():
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 120) for _ in range(500)]
+    batches = length_batches(lengths, batch_size=32, max_padding=0.2)
+    assert sorted(i for batch in batches for i in batch) == list(range(500))
+    previous = float("inf")
+    for batch in batches:
+        assert 1 <= len(batch) <= 32
+        sizes = [lengths[i] for i in batch]
+        assert sizes == sorted(sizes, reverse=True) and sizes[0] <= previous
+        previous = sizes[-1]
+        positions = len(batch) * sizes[0]
+        assert positions - sum(sizes) <= 0.2 * positions
+
+
+def test_a_batch_size_below_one_is_refused():
+    with pytest.raises(ValueError, match="batch_size"):
+        length_batches([3, 4], batch_size=0)
+
+
+def test_lms_batches_of_texts_of_very_different_lengths_waste_little_on_padding():
+    _, tokenizer = tiny_model("gpt2")
+    texts = ["Yes."] * 6 + ["It was a long and quiet evening, and the rain kept falling on the old roof."] * 3
+    scorer = LanguageModelingScorer(tokenizer, texts, "causal_lm", batch_size=32)
+    assert len(scorer.batches) == 2  # one fixed-size batch would be two thirds padding
+    for _, mask, _ in scorer.batches:
+        assert mask.float().mean() > 0.9
