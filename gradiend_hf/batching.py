@@ -3,7 +3,8 @@
 A batch is padded to its longest row; every padded position costs as much as a real token in every layer. Sorting
 rows by length and cutting the sorted list into batches of `batch_size` rows still wastes much where lengths spread
 widely (neutral sentences of 5 to 80 tokens put half of a batch's positions on padding). [`length_batches`] also
-ends a batch before a row that would make its padding more than `max_padding` of its positions.
+ends a batch before a row that would make its padding more than `max_padding` of its positions, once the batch is
+large enough (`min_positions`) for its positions rather than its fixed overhead to cost most.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, max_padding: float = 0.1) -> list[list[int]]:
+def length_batches(
+    lengths: Sequence[int], batch_size: int, max_padding: float = 0.1, min_positions: int = 512
+) -> list[list[int]]:
     """Indices of the rows in batches of similar length, the longest rows first.
 
     Args:
         lengths (`Sequence[int]`): The length of each row (tokens, or any measure that grows with them).
         batch_size (`int`): The most rows of one batch.
-        max_padding (`float`, *optional*, defaults to 0.25): The largest share of a batch's positions
+        max_padding (`float`, *optional*, defaults to 0.1): The largest share of a batch's positions
             (`rows · longest row`) that may be padding; a batch always holds at least one row.
+        min_positions (`int`, *optional*, defaults to 512): A batch of at most this many positions is not cut for
+            its padding: a forward pass over a few hundred tokens costs mostly its fixed overhead.
 
     Returns:
         `list[list[int]]`: every index once; within a batch and from batch to batch by non-increasing length (ties
@@ -35,7 +40,7 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_padding: float =
             longest = lengths[current[0]]
             positions = (len(current) + 1) * longest
             padding = positions - (total + lengths[index])
-            if len(current) == batch_size or padding > max_padding * positions:
+            if len(current) == batch_size or (positions > min_positions and padding > max_padding * positions):
                 batches.append(current)
                 current, total = [], 0
         current.append(index)

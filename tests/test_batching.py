@@ -13,7 +13,10 @@ from .tiny_models import tiny_model
 def test_batches_by_hand():
     # Longest first: 80, 78, 75 fill a batch of three (padding 7 of 240); 20 alone (with 11 the padding would be 9 of
     # 40, over 10 %); 11 and 10 (padding 1 of 22).
-    assert length_batches([10, 80, 20, 75, 78, 11], batch_size=3, max_padding=0.1) == [[1, 4, 3], [2], [5, 0]]
+    hand = [[1, 4, 3], [2], [5, 0]]
+    assert length_batches([10, 80, 20, 75, 78, 11], batch_size=3, max_padding=0.1, min_positions=0) == hand
+    # Batches of at most `min_positions` positions are never cut for their padding.
+    assert length_batches([10, 80, 20, 75, 78, 11], 3, max_padding=0.1, min_positions=240) == [[1, 4, 3], [2, 5, 0]]
     # Without a padding limit only the batch size cuts; ties keep the order given.
     assert length_batches([5, 5, 7, 5], batch_size=2, max_padding=1.0) == [[2, 0], [1, 3]]
     assert length_batches([], batch_size=4) == []
@@ -22,7 +25,7 @@ def test_batches_by_hand():
 def test_every_row_once_and_padding_within_the_limit():
     rng = random.Random(0)
     lengths = [rng.randint(1, 120) for _ in range(500)]
-    batches = length_batches(lengths, batch_size=32, max_padding=0.2)
+    batches = length_batches(lengths, batch_size=32, max_padding=0.2, min_positions=0)
     assert sorted(i for batch in batches for i in batch) == list(range(500))
     previous = float("inf")
     for batch in batches:
@@ -41,8 +44,10 @@ def test_a_batch_size_below_one_is_refused():
 
 def test_lms_batches_of_texts_of_very_different_lengths_waste_little_on_padding():
     _, tokenizer = tiny_model("gpt2")
-    texts = ["Yes."] * 6 + ["It was a long and quiet evening, and the rain kept falling on the old roof."] * 3
+    long = "It was a long and quiet evening, and the rain kept falling on the old roof of the house. " * 3
+    texts = ["Yes."] * 24 + [long] * 8
     scorer = LanguageModelingScorer(tokenizer, texts, "causal_lm", batch_size=32)
-    assert len(scorer.batches) == 2  # one fixed-size batch would be two thirds padding
+    assert scorer.batches[0][0].numel() > 512  # large enough to be cut for its padding
+    assert len(scorer.batches) == 2  # one batch of 32 would be mostly padding
     for _, mask, _ in scorer.batches:
         assert mask.float().mean() > 0.9

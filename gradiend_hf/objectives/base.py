@@ -155,18 +155,19 @@ class Objective:
         return [split_masked(text) for text in masked]
 
     def read_lengths(self, masked: Sequence[str]) -> list[int]:
-        """How much of each row the model reads, in characters: the text around the blank that [`prepare`] tokenizes
-        (a causal LM only the text before it). Rows sorted by it share batches with little padding; a row the
-        objective cannot read counts with its whole text (its batch raises the error)."""
-        lengths = []
+        """About how many tokens of each row the model reads: the text around the blank that [`prepare`] tokenizes
+        (a causal LM only the text before it), without the word. Rows sorted by it share batches with little
+        padding; a row the objective cannot read counts with its whole text (its batch raises the error)."""
+        texts = []
         for text in masked:
             try:
                 ((prefix, suffix),) = self._contexts([text])
             except ObjectiveError:
-                lengths.append(len(str(text)))
+                texts.append(str(text))
             else:
-                lengths.append(len(prefix) + len(suffix))
-        return lengths
+                texts.append(prefix + suffix)
+        encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
 
     def _locate(self, masked: Sequence[str], words: Sequence[Sequence[str]]) -> list[list[Located]]:
         """Tokenizes each row with each of its words in the blank (one batched call) and finds the word's tokens."""

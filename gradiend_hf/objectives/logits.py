@@ -7,7 +7,7 @@ positions before a causal LM's target), so the head runs on those alone:
 
 - a masked LM whose head is one module applied to the backbone's last hidden state (`cls` of BERT, `lm_head` of
   RoBERTa, `predictions` of ALBERT): the backbone runs on the whole input, the head on the read positions;
-- a causal LM in eval mode whose logits are `lm_head(backbone(...)[0])` (Llama, GPT-2, …; checked once per model
+- a causal LM scored without gradients whose logits are `lm_head(backbone(...)[0])` (Llama, GPT-2, …; checked once per model
   against its own forward, so a model that scales or caps its logits after the head keeps its forward): the backbone
   on the whole input, the head on the read positions (the language-modelling score reads every real token but
   none of the padding);
@@ -101,8 +101,9 @@ def causal_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
 
 def _checked_causal_head(model: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[nn.Module, nn.Module] | None:
     """[`causal_head`] once its logits on the batch's first row equal the model's own (checked once per model, in
-    eval mode: dropout would make two passes differ)."""
-    if model.training:
+    eval mode: dropout would make two passes differ). Only without autograd: a gradient through the picked
+    positions costs more than the `logits_to_keep` slice saves."""
+    if model.training or torch.is_grad_enabled():
         return None
     split = causal_head(model)
     if split is None:
