@@ -67,13 +67,6 @@ class DemoArguments:
     sentences_per_gradient: int = field(default=8, metadata={"help": "Sentences of one transition per gradient."})
     eval_steps: int = field(default=10, metadata={"help": "Evaluate every this many steps."})
     encoder_max_rows: int | None = field(default=None, metadata={"help": "Test rows encoded (default: all)."})
-    encoder_max_neutral_rows: int | None = field(
-        default=400,
-        metadata={
-            "help": "Neutral rows encoded per kind, at most as many as test rows (their mean encoding is a check; "
-            "the correlation reads the test rows alone)."
-        },
-    )
     decoder_max_rows: int = field(default=48, metadata={"help": "Test rows per class scored at each grid point."})
     lms_max_texts: int = field(default=48, metadata={"help": "Neutral texts of the language-modelling score."})
     seed: int = field(default=0, metadata={"help": "Seed of the GRADIEND and of the samples."})
@@ -96,7 +89,6 @@ class DemoArguments:
         for name in ("sentences_per_gradient", "eval_steps", "decoder_max_rows", "lms_max_texts"):
             check_positive(getattr(self, name), name, integer=True)
         check_positive(self.encoder_max_rows, "encoder_max_rows", integer=True, optional=True)
-        check_positive(self.encoder_max_neutral_rows, "encoder_max_neutral_rows", integer=True, optional=True)
 
 
 def _step(message: str) -> float:
@@ -145,15 +137,7 @@ def run_demo(args: DemoArguments) -> dict:
     timings = {"training_s": time.perf_counter() - t}
 
     t = _step("Evaluating the encoder on the test split and on neutral text")
-    encoder = evaluate_encoder(
-        gradiend,
-        base,
-        tokenizer,
-        data,
-        neutral=neutral,
-        max_rows=args.encoder_max_rows,
-        max_neutral_rows=args.encoder_max_neutral_rows,
-    )
+    encoder = evaluate_encoder(gradiend, base, tokenizer, data, neutral=neutral, max_rows=args.encoder_max_rows)
     timings["encoder_evaluation_s"] = time.perf_counter() - t
     print(f"  {encoder}")
 
