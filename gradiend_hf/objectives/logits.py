@@ -129,6 +129,24 @@ def _checked_causal_head(model: nn.Module, inputs: dict[str, torch.Tensor]) -> t
     return split if verdict else None
 
 
+def hidden_at_reads(
+    model: nn.Module, inputs: dict[str, torch.Tensor], sequences: torch.Tensor, positions: torch.Tensor
+) -> tuple[torch.Tensor, nn.Module] | None:
+    """The backbone's last hidden states at the reads and the head that turns them into logits, for a model whose
+    head can run on the read positions alone (see the module docstring); `None` for any other model.
+
+    Returns:
+        `(hidden, head)`: `hidden` of shape `(reads, hidden_size)`, `head(hidden)` the logits at the reads.
+    """
+    split = separable_head(model) or _checked_causal_head(model, inputs)
+    if split is None:
+        return None
+    backbone, head = split
+    hidden = backbone(**inputs)[0]
+    device = hidden.device
+    return hidden[sequences.to(device), positions.to(device)], head
+
+
 def logits_at(
     model: nn.Module, inputs: dict[str, torch.Tensor], sequences: torch.Tensor, positions: torch.Tensor
 ) -> torch.Tensor:
@@ -144,12 +162,10 @@ def logits_at(
     Returns:
         `torch.Tensor` of shape `(reads, vocab)`: the logits, in the model's dtype.
     """
-    split = separable_head(model) or _checked_causal_head(model, inputs)
-    if split is not None:
-        backbone, head = split
-        hidden = backbone(**inputs)[0]
-        device = hidden.device
-        return head(hidden[sequences.to(device), positions.to(device)])
+    read = hidden_at_reads(model, inputs, sequences, positions)
+    if read is not None:
+        hidden, head = read
+        return head(hidden)
     first = int(positions.min()) if positions.numel() else 0
     if first > 0 and accepts(model, "logits_to_keep"):
         # Left-padded causal rows read only their last positions: the LM head (vocab × hidden) runs on those

@@ -19,7 +19,7 @@ from torch import nn
 from .argmax import predicted_targets, projection_input, split_projection
 from .base import IGNORE_INDEX, Located, Objective, check_shared_context
 from .batch import BatchBuilder
-from .logits import logits_at, separable_head
+from .logits import hidden_at_reads, logits_at
 from .words import ObjectiveError
 
 
@@ -87,13 +87,11 @@ class MaskedLMObjective(Objective):
         scored = target != IGNORE_INDEX
         sequences, positions = scored.nonzero(as_tuple=True)
         inputs = {"input_ids": ids, "attention_mask": mask}
-        split = separable_head(model)
-        if split is None:
+        read = hidden_at_reads(model, inputs, sequences, positions)
+        if read is None:
             picked = logits_at(model, inputs, sequences, positions).float()
         else:
-            backbone, head = split
-            hidden = backbone(**inputs)[0]
-            hidden = hidden[sequences.to(hidden.device), positions.to(hidden.device)]
+            hidden, head = read
             projection = split_projection(model, head, hidden)
             if projection is not None:
                 # The vocabulary in chunks, each masked token dropped once another token beats it (same counts).
