@@ -8,6 +8,12 @@ parameters' gradients alive. The update is the one `torch.optim.AdamW` computes:
 numbers, one parameter at a time instead of all at once, so the weights and the AdamW state are the same as after the
 plain step (the tests compare them bit for bit) and checkpoints (`optimizer.pt`) are interchangeable.
 
+The AdamW state of parameters that have none is created before the first backward pass, as torch's first step
+would create it (zero moments, step 0), with each moment a view of one buffer per moment name shared by all
+parameters. Created one by one in the first backward pass, between its gradients and temporaries, the 2 × (3n + 1)
+moments would pin those allocations' heap pages for the whole run: the peak RSS of full-model SmolLM2 training was
+0.27 GiB higher.
+
 It is exact only when nothing needs all gradients between the backward pass and the step: no gradient clipping
 (`max_grad_norm`, off by default, as in the reference), no loss scaling (`fp16`), no gradients averaged over processes
 after the backward pass (DDP, `shard_gradiend`, DeepSpeed) and a torch AdamW optimizer (`adamw_torch`,
@@ -56,6 +62,7 @@ class AdamWInBackward(torch.optim.AdamW):
         """
         index = self._group_index()
         self._norms = []
+        self._create_state([param for param in index if param.requires_grad and not self.state.get(param)], index)
         handles = [
             param.register_post_accumulate_grad_hook(lambda p, i=index[param]: self._step_one(p, i))
             for param in index
@@ -66,6 +73,42 @@ class AdamWInBackward(torch.optim.AdamW):
         finally:
             for handle in handles:
                 handle.remove()
+
+    @torch.no_grad()
+    def _create_state(self, params: list[nn.Parameter], index: dict[nn.Parameter, int]) -> None:
+        """Gives `params` the state torch's first AdamW step would create, each moment a view of a shared buffer.
+
+        What that state holds (the moments, `step` and its dtype and device) is read off a throwaway AdamW with the
+        same group settings stepped once on a two-entry parameter, so amsgrad, fused or capturable groups get theirs.
+        """
+        kinds: dict[tuple[int, torch.dtype, torch.device], list[nn.Parameter]] = {}
+        for param in params:
+            if not param.is_contiguous():  # keeps torch's own state, created at its first step
+                continue
+            kinds.setdefault((index[param], param.dtype, param.device), []).append(param)
+        buffers: dict[tuple[str, torch.dtype, torch.device], tuple[torch.Tensor, int]] = {}
+        for (group_index, dtype, device), members in kinds.items():
+            probe = nn.Parameter(torch.zeros(2, dtype=dtype, device=device))
+            throwaway = torch.optim.AdamW([probe])
+            throwaway.param_groups[0].update(
+                {k: v for k, v in self.param_groups[group_index].items() if k != "params"}
+            )
+            probe.grad = torch.zeros_like(probe)
+            throwaway.step()
+            template = throwaway.state[probe]
+            if not all(torch.is_tensor(value) for value in template.values()):
+                continue  # a state this cannot reproduce: torch creates it at the first step
+            moments = [name for name, value in template.items() if torch.is_tensor(value) and value.shape == (2,)]
+            total = sum(param.numel() for param in members)
+            for name in moments:
+                buffers[(name, dtype, device)] = (torch.zeros(total, dtype=template[name].dtype, device=device), 0)
+            for param in members:
+                state = {name: torch.zeros_like(value) for name, value in template.items() if name not in moments}
+                for name in moments:
+                    buffer, start = buffers[(name, dtype, device)]
+                    state[name] = buffer[start : start + param.numel()].view_as(param)
+                    buffers[(name, dtype, device)] = (buffer, start + param.numel())
+                self.state[param] = state
 
     @torch.no_grad()
     def _step_one(self, param: nn.Parameter, group_index: int) -> None:

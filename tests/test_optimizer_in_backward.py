@@ -280,3 +280,40 @@ def test_a_source_that_is_also_the_target_is_not_overwritten(gender, tmp_path):
     trainer.model.forward = watching
     trainer.train()
     assert seen[-1] is True
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [dict(fused=True), dict(foreach=True, amsgrad=True), dict(foreach=False, weight_decay=0.1, maximize=True)],
+    ids=["fused", "foreach-amsgrad", "for-loop-maximize"],
+)
+def test_state_created_before_the_first_backward_equals_torchs(settings):
+    """The state made up front (moments as views of one buffer each) steps exactly like the state torch creates."""
+
+    def model_and_loss():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3))
+        inputs = torch.randn(7, 5)
+        return model, lambda: model(inputs).pow(2).sum()
+
+    plain_model, plain_loss = model_and_loss()
+    plain = torch.optim.AdamW(plain_model.parameters(), lr=0.01, **settings)
+    model, loss = model_and_loss()
+    stepped = AdamWInBackward(model.parameters(), lr=0.01, **settings)
+    for _ in range(3):
+        plain.zero_grad()
+        plain_loss().backward()
+        plain.step()
+        with stepped.stepping_in_backward():
+            loss().backward()
+        stepped.step()
+    for a, b in zip(plain_model.parameters(), model.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(plain_model.parameters(), model.parameters()):
+        assert plain.state[a].keys() == stepped.state[b].keys()
+        for name, value in plain.state[a].items():
+            assert torch.equal(value, stepped.state[b][name]) and value.dtype == stepped.state[b][name].dtype, name
+    # Each moment of every parameter lives in one shared buffer.
+    for name in ("exp_avg", "exp_avg_sq"):
+        storages = {stepped.state[p][name].untyped_storage().data_ptr() for p in model.parameters()}
+        assert len(storages) == 1, name
