@@ -28,13 +28,12 @@ from .objectives import Objective, gradiend_objective
 from .optimizer_in_backward import OptimizerInBackwardMixin
 from .params import GradiendParameterError
 from .sharding import unsharded
+from .snapshots import SNAPSHOT_NAME, check_snapshot, read_snapshot, restore_snapshot
 from .trainer_callbacks import (
-    SNAPSHOT_NAME,
     BestGradiendCallback,
     ConvergenceCallback,
     EvaluateAtEndCallback,
     SignNormalizationCallback,
-    read_snapshot,
 )
 from .trainer_sharding import ShardedGradiendMixin
 from .training_args import GradiendTrainingArguments
@@ -387,11 +386,24 @@ class GradiendTrainer(OptimizerInBackwardMixin, ShardedGradiendMixin, Trainer):
             gradiend.save_pretrained(directory, json_files={SNAPSHOT_NAME: record})
         self.accelerator.wait_for_everyone()
 
+    def check_gradiend_snapshot(self, directory: str, step: int | None = None) -> None:
+        """Checks that a snapshot is whole, was taken at `step` and holds this GRADIEND's tensors (without reading
+        its weights where the GRADIEND is not sharded)."""
+        if self.sharded:
+            read_snapshot(directory, step)
+        else:
+            check_snapshot(self.accelerator.unwrap_model(self.model), directory, step)
+
     def load_gradiend_snapshot(self, directory: str, step: int | None = None) -> None:
         """Restores the GRADIEND from a snapshot, checking that it is whole and was taken at `step`."""
-        best = read_snapshot(directory, step)
-        self.load_whole_gradiend(best.state_dict())
-        self.accelerator.unwrap_model(self.model).config.positive_class = best.config.positive_class
+        model = self.accelerator.unwrap_model(self.model)
+        if self.sharded:  # every process loads the whole snapshot and keeps its shard
+            best = read_snapshot(directory, step)
+            self.load_whole_gradiend(best.state_dict())
+            config = best.config
+        else:  # tensor by tensor into the model: never a second GRADIEND next to the optimizer's moments
+            config = restore_snapshot(model, directory, step)
+        model.config.positive_class = config.positive_class
 
 
 def check_fresh_output(args) -> None:

@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .artefacts import KIND_GRADIEND
-from .errors import GradiendError, GradiendTrainingError
+from .errors import GradiendError
 from .io import copy_folder
-from .modeling_gradiend import GradiendModel
 
 
 BEST_DIR = "best-gradiend"
-
-
-SNAPSHOT_NAME = "snapshot.json"
-
-
-def read_snapshot(directory: str, step: int | None = None) -> GradiendModel:
-    """Loads the best-GRADIEND snapshot in `directory`, verifying that it is whole and (given `step`) taken then.
-
-    Raises:
-        [`GradiendTrainingError`]: the snapshot is missing, incomplete or from another step.
-    """
-    try:
-        snapshot = GradiendModel.from_pretrained(directory)
-        with open(os.path.join(directory, SNAPSHOT_NAME), encoding="utf-8") as file:
-            taken_at = json.load(file).get("global_step")
-    except (OSError, ValueError) as error:
-        raise GradiendTrainingError(
-            f"The best-GRADIEND snapshot {directory!r} is missing or corrupt ({error}). Resume from another checkpoint, "
-            "or train again with `select_best=False`."
-        ) from None
-    if step is not None and taken_at != step:
-        raise GradiendTrainingError(
-            f"The best-GRADIEND snapshot {directory!r} was taken at step {taken_at}, but the run's best evaluation was "
-            f"at step {step}; it belongs to another run. Resume from a checkpoint of this run, or train again."
-        )
-    return snapshot
 
 
 class GradiendNotConvergedError(GradiendError, RuntimeError):
@@ -106,7 +78,9 @@ class BestGradiendCallback(TrainerCallback):
         best_dir = os.path.join(args.output_dir, BEST_DIR)
         carried = os.path.join(checkpoint, BEST_DIR)
         source = carried if os.path.isdir(carried) else best_dir
-        read_snapshot(source, step=state.best_global_step)  # verified only: training continues from the checkpoint
+        self.trainer.check_gradiend_snapshot(
+            source, step=state.best_global_step
+        )  # training goes on from the checkpoint
         if source != best_dir and args.should_save:
             copy_folder(source, best_dir, KIND_GRADIEND)
         self.trainer.accelerator.wait_for_everyone()
