@@ -86,7 +86,6 @@ class AdamWInBackward(torch.optim.AdamW):
             if not param.is_contiguous():  # keeps torch's own state, created at its first step
                 continue
             kinds.setdefault((index[param], param.dtype, param.device), []).append(param)
-        buffers: dict[tuple[str, torch.dtype, torch.device], tuple[torch.Tensor, int]] = {}
         for (group_index, dtype, device), members in kinds.items():
             probe = nn.Parameter(torch.zeros(2, dtype=dtype, device=device))
             throwaway = torch.optim.AdamW([probe])
@@ -98,17 +97,19 @@ class AdamWInBackward(torch.optim.AdamW):
             template = throwaway.state[probe]
             if not all(torch.is_tensor(value) for value in template.values()):
                 continue  # a state this cannot reproduce: torch creates it at the first step
-            moments = [name for name, value in template.items() if torch.is_tensor(value) and value.shape == (2,)]
             total = sum(param.numel() for param in members)
-            for name in moments:
-                buffers[(name, dtype, device)] = (torch.zeros(total, dtype=template[name].dtype, device=device), 0)
+            buffers = {
+                name: torch.zeros(total, dtype=value.dtype, device=device)
+                for name, value in template.items()
+                if value.shape == (2,)
+            }
+            start = 0
             for param in members:
-                state = {name: torch.zeros_like(value) for name, value in template.items() if name not in moments}
-                for name in moments:
-                    buffer, start = buffers[(name, dtype, device)]
+                state = {name: torch.zeros_like(value) for name, value in template.items() if name not in buffers}
+                for name, buffer in buffers.items():
                     state[name] = buffer[start : start + param.numel()].view_as(param)
-                    buffers[(name, dtype, device)] = (buffer, start + param.numel())
                 self.state[param] = state
+                start += param.numel()
 
     @torch.no_grad()
     def _step_one(self, param: nn.Parameter, group_index: int) -> None:
