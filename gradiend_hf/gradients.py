@@ -119,18 +119,18 @@ def encode_rows(
     params = get_parameters(base_model, names)
     device = params[0].device
     batch = batch.to(device)
-    primals = {name: p.detach() for name, p in zip(names, params)}
+    primals = {_Scoring.prefix + name: p.detach() for name, p in zip(names, params)}
+    scoring = _Scoring(base_model, objective, batch, source)
 
     def row_losses(overrides: dict[str, torch.Tensor]) -> torch.Tensor:
         with _math_attention():
-            factual, alternative = objective.losses(_Functional(base_model, overrides), batch)
-        return _kind_loss(source, factual, alternative)
+            return functional_call(scoring, overrides, args=(), tie_weights=True, strict=False)
 
     columns = []
     for j in range(gradiend.config.latent_dim):
         # A pruned GRADIEND's row covers only its kept entries: scattered into zeros, the others add nothing.
         tangents = {
-            name: gradiend.scatter_kept(name, gradiend.encoder.weight[key][j])
+            _Scoring.prefix + name: gradiend.scatter_kept(name, gradiend.encoder.weight[key][j])
             .reshape(shape)
             .to(device=p.device, dtype=p.dtype)
             for name, key, shape, p in zip(names, gradiend.param_keys, gradiend.param_shapes, params)
@@ -141,24 +141,27 @@ def encode_rows(
     return gradiend._activation("encoder")(pre + gradiend.encoder.bias)
 
 
-class _Functional(nn.Module):
-    """Calls `model` with some parameters replaced (by `functional_call`), so `jvp` can differentiate them."""
+class _Scoring(nn.Module):
+    """The loss of each row of one batch, as a module whose only submodule is the base model.
 
-    def __init__(self, model: nn.Module, overrides: dict[str, torch.Tensor]):
+    `functional_call` on it swaps the covered parameters (named `base_model.<name>`) inside the base model itself, so
+    the objective scores the model's own class: the LM head then runs on the read positions alone, as a plain
+    matrix product (see [`gradiend_hf.objectives.logits`]). Through a wrapper class the model's own forward would
+    apply the head, and forward-mode AD would expand the vocabulary-sized head weight once per row of the batch.
+    """
+
+    prefix = "base_model."
+
+    def __init__(self, base_model: nn.Module, objective: Objective, batch: ObjectiveBatch, source: str):
         super().__init__()
-        self.wrapped_model = model
-        self.overrides = overrides
+        self.base_model = base_model
+        self.objective = objective
+        self.batch = batch
+        self.source = source
 
-    def forward(self, **kwargs):
-        return functional_call(
-            self.wrapped_model, self.overrides, args=(), kwargs=kwargs, tie_weights=True, strict=False
-        )
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.wrapped_model, name)
+    def forward(self) -> torch.Tensor:
+        factual, alternative = self.objective.losses(self.base_model, self.batch)
+        return _kind_loss(self.source, factual, alternative)
 
 
 def encode_rows_loop(gradiend, base_model, objective: Objective, batch: ObjectiveBatch, source=None) -> torch.Tensor:

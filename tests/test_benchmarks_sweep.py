@@ -123,3 +123,57 @@ def test_bad_sweep_arguments_are_refused():
         sweep_rewrites(gradiend, model, tokenizer, benchmarks=["crows_pairs"], primary="winobias", show_progress=False)
     with pytest.raises(BenchmarkError, match="Unknown benchmark"):
         sweep_rewrites(gradiend, model, tokenizer, benchmarks=["seat"], show_progress=False)
+
+
+def test_reusing_the_lower_layers_gives_the_same_sweep_and_rewrite_benchmarks():
+    from gradiend_hf.benchmarks.rewrite_bias import evaluate_rewrite_bias
+    from gradiend_hf.benchmarks.runner import prepare_lm_scorer
+    from gradiend_hf.evaluation.prefix_cache import layer_stack
+
+    model, tokenizer = tiny_model("llama", layers=4, seed=4)
+    torch.manual_seed(0)
+    gradiend = GradiendModel.from_base_model(model, params=["model.layers.2.*", "model.layers.3.*"])
+    with torch.no_grad():
+        for p in gradiend.parameters():
+            p.normal_(0, 0.05)
+    model.eval()
+    prepare_lm_scorer(tokenizer, "causal_lm", max_texts=2)(model)  # the one-time check of the separated LM head
+    lowest = layer_stack(model)[0]
+    own, runs = lowest.forward, []
+    lowest.forward = lambda *a, **k: runs.append(1) or own(*a, **k)
+    options = dict(benchmarks=["crows_pairs", "winobias"], max_rows=6, lm_max_texts=6, bootstrap_samples=30)
+    sweeps, pairs, counts = {}, {}, {}
+    for reuse in (True, False):
+        sweeps[reuse] = sweep_rewrites(
+            gradiend,
+            model,
+            tokenizer,
+            feature_factors=[1.0],
+            learning_rates=[1.0, 10.0],
+            show_progress=False,
+            reuse_lower_layers=reuse,
+            **options,
+        ).table.drop(columns="seconds")
+        counts[reuse, "sweep"] = len(runs)
+        runs.clear()
+        pairs[reuse] = evaluate_rewrite_bias(
+            gradiend, model, tokenizer, 1.0, 1.0, reuse_lower_layers=reuse, show_progress=False, **options
+        )
+        counts[reuse, "pair"] = len(runs)
+        runs.clear()
+    pd.testing.assert_frame_equal(sweeps[True], sweeps[False], check_exact=True)
+    for label in ("base", "rewritten"):
+        assert pairs[True][label].benchmarks.keys() == pairs[False][label].benchmarks.keys()
+        for name in options["benchmarks"]:
+            fast, plain = pairs[True][label].benchmarks[name], pairs[False][label].benchmarks[name]
+            assert fast["metrics"] == plain["metrics"] and fast.get("paired_change") == plain.get("paired_change")
+            pd.testing.assert_frame_equal(pairs[True][label].scores[name], pairs[False][label].scores[name])
+        assert pairs[True][label].language_modeling["lms"] == pairs[False][label].language_modeling["lms"]
+    assert "paired_change" in pairs[True]["rewritten"].benchmarks["winobias"]
+    # Without reuse every model state runs every pass (the sweep: 3 states; the pair: 2 states and the rewrite's
+    # one-pass finiteness probe). With it the lowest layer runs for the first state's passes and once more, for the
+    # check, then no more.
+    passes, pair_passes = counts[False, "sweep"] // 3, (counts[False, "pair"] - 1) // 2
+    assert counts[False, "sweep"] == 3 * passes and counts[False, "pair"] == 2 * pair_passes + 1
+    assert counts[True, "sweep"] == passes + 1
+    assert counts[True, "pair"] == pair_passes + 2

@@ -112,3 +112,27 @@ def test_selected_subset_only():
     grads = group_gradients(model, objective, objective.prepare(masked, factual, alternative), names, kinds=("diff",))
     assert list(grads["diff"]) == names
     assert grads["diff"][names[0]].shape == model.get_parameter(names[0]).shape
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "bert"])
+def test_forward_mode_runs_the_lm_head_on_the_read_positions_alone(family):
+    # Through the model's own forward, forward-mode AD would run the vocabulary-sized head on every position (or
+    # expand its weight once per row): the encoder evaluation's cost on SmolLM2 was mostly that.
+    from gradiend_hf.objectives.logits import in_check_pass
+
+    model, tok = tiny_model(family)
+    objective = get_objective(model, tok)
+    masked, factual, alternative = masked_rows(5)
+    gradiend = GradiendModel.from_base_model(model)
+    head = model.cls if family == "bert" else model.lm_head
+    shapes = []
+    handle = head.register_forward_pre_hook(
+        lambda module, args: None if in_check_pass() else shapes.append(args[0].shape)
+    )
+    try:
+        fast = encode_rows(gradiend, model, objective, objective.prepare(masked, factual, alternative))
+    finally:
+        handle.remove()
+    assert shapes and all(len(shape) == 2 and shape[0] <= 2 * len(masked) for shape in shapes), shapes
+    slow = encode_rows_loop(gradiend, model, objective, objective.prepare(masked, factual, alternative))
+    assert ((fast - slow).abs().max() / slow.abs().max()) <= 1e-4

@@ -80,7 +80,7 @@ def test_no_new_batch_is_recorded_after_stop_recording():
         prefix.stop_recording()
         for n in (2, 3, 5):  # batches built anew each time, as the bias benchmarks do
             objective.target_log_probs(model, objective.prepare(*masked_rows(n)))
-        assert len(prefix._records) == 1 and prefix.reused_passes == 0
+        assert prefix.num_records == 1 and prefix.reused_passes == 0
 
 
 def test_off_when_the_lowest_layer_is_covered():
@@ -124,3 +124,40 @@ def test_off_for_encoder_decoder_models(family):
     model, _ = tiny_model(family, layers=4)
     with FrozenPrefix(model, _upper_layer_names(model)) as prefix:
         assert not prefix.enabled
+
+
+def _count_lowest_layer_runs(model):
+    """Counts the runs of the lowest layer's own forward (FrozenPrefix wraps, and later restores, this one)."""
+    lowest = layer_stack(model)[0]
+    own = lowest.forward
+    runs = []
+
+    def counted(*args, **kwargs):
+        runs.append(1)
+        return own(*args, **kwargs)
+
+    lowest.forward = counted
+    return runs
+
+
+def test_batches_built_anew_are_recognised_by_what_enters_the_lowest_layer():
+    model, tokenizer = tiny_model("llama", layers=4)
+    names = _upper_layer_names(model)
+    ids = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 13, 14]])
+    full = torch.ones_like(ids)
+    padded = full.clone()
+    padded[1, :2] = 0  # the same token ids with another attention mask compute other states
+    runs = _count_lowest_layer_runs(model)
+    with torch.no_grad(), FrozenPrefix(model, names) as prefix:
+        model(input_ids=ids.clone(), attention_mask=full.clone())
+        prefix.stop_recording()
+        _perturb(model, names, 0)
+        model(input_ids=ids.clone(), attention_mask=full.clone())  # recomputed once: the check
+        runs.clear()
+        same = model(input_ids=ids.clone(), attention_mask=full.clone()).logits
+        assert prefix.reused_passes == 1 and not runs  # new tensors, same content: reused
+        other_mask = model(input_ids=ids.clone(), attention_mask=padded).logits
+        assert prefix.reused_passes == 1 and len(runs) == 1  # same ids, other mask: run as always
+    with torch.no_grad():
+        torch.testing.assert_close(same, model(input_ids=ids, attention_mask=full).logits, rtol=0, atol=0)
+        torch.testing.assert_close(other_mask, model(input_ids=ids, attention_mask=padded).logits, rtol=0, atol=0)

@@ -27,6 +27,7 @@ from .metrics import crows_pairs_metrics, headline, stereoset_metrics, winobias_
 from .modules import MODULES, module_path
 from .paired import attach_paired, paired_change
 from .report import BenchmarkReport, comparison_markdown
+from .rewrite_bias import evaluate_rewrite_bias
 from .runner import evaluate_bias, prepare_benchmark
 from .scoring import NonFiniteScoresError
 from .sweep import (
@@ -56,6 +57,7 @@ __all__ = [
     "crows_pairs_metrics",
     "estimates",
     "evaluate_bias",
+    "evaluate_rewrite_bias",
     "headline",
     "list_benchmarks",
     "load_benchmark",

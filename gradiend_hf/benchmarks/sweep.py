@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checks import number_grid
+from ..evaluation.prefix_cache import FrozenPrefix
 from ..evaluation.runtime import eval_mode, model_device
 from ..rewrite import RewriteSession
 from .bootstrap import check_bootstrap_settings
@@ -63,6 +64,7 @@ def sweep_rewrites(
     confidence: float = 0.95,
     seed: int = 0,
     show_progress: bool = True,
+    reuse_lower_layers: bool = True,
 ) -> SweepResult:
     """Scores bias and LM quality of every rewrite of a grid, in place, and selects one within an LM-quality budget.
 
@@ -84,6 +86,9 @@ def sweep_rewrites(
         batch_size (`int`, *optional*, defaults to 32): Sequences per forward pass.
         bootstrap_samples, confidence, seed: Bootstrap settings of every point's intervals (same seed everywhere).
         show_progress (`bool`, *optional*, defaults to `True`): A progress bar over the grid.
+        reuse_lower_layers (`bool`, *optional*, defaults to `True`): When the GRADIEND covers only upper layers,
+            compute the hidden states below the first covered layer once, for the unchanged model, and reuse them at
+            every point (same scores; see [`gradiend_hf.evaluation.prefix_cache.FrozenPrefix`]).
 
     Returns:
         [`SweepResult`]: `.table`, `.selected`, `.summary()`, `.plot()`, `.report()`.
@@ -142,8 +147,13 @@ def sweep_rewrites(
         return row
 
     points = [(ff, lr) for ff in ffs for lr in lrs if lr != 0.0]
-    with eval_mode(base_model), torch.no_grad():
+    with (
+        eval_mode(base_model),
+        torch.no_grad(),
+        FrozenPrefix(base_model, gradiend.param_names, reuse_lower_layers) as prefix,
+    ):
         records = [{**measure(0.0, 0.0), "is_base": True}]
+        prefix.stop_recording()
         with RewriteSession(base_model, gradiend) as session:
             for ff, lr in tqdm(points, desc="rewrite sweep", disable=not show_progress):
                 session.apply(ff, lr)

@@ -20,14 +20,13 @@ from ..base_models import load_base_model
 from ..benchmarks import BENCHMARKS, BenchmarkError, comparison_markdown, evaluate_bias
 from ..benchmarks.bootstrap import check_bootstrap_settings
 from ..benchmarks.loading import check_benchmark_name
-from ..benchmarks.paired import attach_paired
 from ..benchmarks.plots import plot_benchmarks
+from ..benchmarks.rewrite_bias import evaluate_rewrite_bias
 from ..benchmarks.runner import applicable_bias_types
 from ..default_model import resolve_model_name_or_path
 from ..errors import GradiendLoadError
 from ..io import atomic_write_json, atomic_write_text
 from ..modeling_gradiend import GradiendModel
-from ..rewrite import RewriteSession, check_logits_finite
 from .errors import user_errors
 from .parsing import parse_config
 
@@ -101,19 +100,18 @@ def run(args: BenchmarkArguments) -> dict:
         gradiend = GradiendModel.from_pretrained(args.model)
         base, tokenizer = load_base_model(gradiend, dtype=args.dtype)
         name = gradiend.config.base_model_name_or_path
-        with RewriteSession(base, gradiend) as session:
-            session.apply(args.feature_factor, args.learning_rate)
-            check_logits_finite(base)  # a broken rewrite fails before minutes of scoring
-            rewritten = evaluate_bias(base, tokenizer, model_name=f"{name} rewritten by {args.model}", **options)
-        reports = {"base": evaluate_bias(base, tokenizer, model_name=name, **options)} if args.compare_base else {}
-        rewritten.rewrite = {
-            "gradiend": args.model,
-            "feature_factor": args.feature_factor,
-            "learning_rate": args.learning_rate,
-        }
-        if "base" in reports:
-            attach_paired(reports["base"], rewritten)
-        reports["rewritten"] = rewritten
+        reports = evaluate_rewrite_bias(
+            gradiend,
+            base,
+            tokenizer,
+            args.feature_factor,
+            args.learning_rate,
+            compare_base=args.compare_base,
+            model_name=name,
+            rewritten_name=f"{name} rewritten by {args.model}",
+            **options,
+        )
+        reports["rewritten"].rewrite = {"gradiend": args.model, **reports["rewritten"].rewrite}
     else:
         if rewrite_given:
             raise BenchmarkError(

@@ -26,10 +26,9 @@ import torch
 
 from ..artefacts import check_output_folder
 from ..base_models import load_base_model
-from ..benchmarks import evaluate_bias
 from ..benchmarks.bootstrap import check_bootstrap_settings
 from ..benchmarks.loading import check_benchmark_name
-from ..benchmarks.paired import attach_paired
+from ..benchmarks.rewrite_bias import evaluate_rewrite_bias
 from ..checks import check_positive
 from ..data import load_builtin
 from ..default_model import DEFAULT_BASE_MODEL
@@ -38,7 +37,6 @@ from ..io import atomic_write_json, atomic_write_text
 from ..model_card import write_gradiend_card
 from ..modeling_gradiend import GradiendModel
 from ..plotting import plot_decoder_grid, plot_encoder_distributions, plot_training_convergence
-from ..rewrite import RewriteSession
 from ..rewrite_io import save_rewritten
 from ..trainer import GradiendTrainer
 from ..training_args import GradiendTrainingArguments
@@ -206,22 +204,22 @@ def run_demo(args: DemoArguments) -> dict:
 
 
 def _benchmarks(args, gradiend, base, tokenizer, selected) -> dict:
-    """The bias benchmarks of the base model and of the selected rewrite (applied in place, then restored)."""
-    options = dict(
+    """The bias benchmarks of the selected rewrite (applied in place, then restored) and of the base model."""
+    return evaluate_rewrite_bias(
+        gradiend,
+        base,
+        tokenizer,
+        selected.feature_factor,
+        selected.learning_rate,
+        model_name=args.base_model,
+        rewritten_name=f"{args.base_model} rewritten (balanced)",
+        benchmarks=args.benchmarks,
         bias_types=["gender"],
         max_rows=args.benchmark_max_rows,
         bootstrap_samples=args.bootstrap_samples,
         seed=args.seed,
         lm_max_texts=args.lms_max_texts,
     )
-    reports = {"base": evaluate_bias(base, tokenizer, args.benchmarks, model_name=args.base_model, **options)}
-    with RewriteSession(base, gradiend) as session:
-        session.apply(selected.feature_factor, selected.learning_rate)
-        name = f"{args.base_model} rewritten (balanced)"
-        reports["rewritten"] = evaluate_bias(base, tokenizer, args.benchmarks, model_name=name, **options)
-    reports["rewritten"].rewrite = {"feature_factor": selected.feature_factor, "learning_rate": selected.learning_rate}
-    attach_paired(reports["base"], reports["rewritten"])
-    return reports
 
 
 def _write_gradiend_card(gradiend, directory, encoder, decoder, figures, data, training_args, benchmarks) -> None:

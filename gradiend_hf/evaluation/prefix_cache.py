@@ -4,8 +4,14 @@ A rewrite `θ + lr · u(ff)` changes only the parameters the GRADIEND covers. Wh
 of the base model (the demo covers the last six of SmolLM2's thirty), every layer below the first covered one sees
 the same input and computes the same output at every point of a decoder grid. [`FrozenPrefix`] records, on the
 first forward pass over a batch, the hidden states entering the first covered layer, and on every later pass over
-the same batch skips the layers below it and feeds the recorded states in instead. The embeddings (a lookup) still
+the same input skips the layers below it and feeds the recorded states in instead. The embeddings (a lookup) still
 run, so everything a model derives from its inputs (attention masks, rotary positions) is computed as always.
+
+A pass is recognised by what enters the lowest layer: the hidden states and every tensor (and plain value) the layer
+is called with (attention mask, position ids, rotary embeddings), all equal to a recorded pass's. Those determine
+what the unchanged layers compute, so a scorer that builds its batches anew for every model state (the bias
+benchmarks do) is recognised as well as one that keeps them. The token ids only pick the recorded passes to
+compare with.
 
 It stays off (every pass is the model's own) unless all of this holds:
 
@@ -17,12 +23,13 @@ It stays off (every pass is the model's own) unless all of this holds:
   assumption at a rewritten state, done once).
 
 The results are the same as without it (bit for bit on the CPU): the layers from the first covered one on receive the
-tensors they would have computed (tests compare whole decoder grids).
+tensors they would have computed (tests compare whole decoder grids and bias benchmarks).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -57,12 +64,19 @@ def first_covered_layer(stack: nn.ModuleList, covered: list[nn.Parameter]) -> in
     return None
 
 
+@dataclass
+class _Record:
+    """One recorded pass: what entered the lowest layer, and the states that entered the first covered one."""
+
+    entry: list
+    states: torch.Tensor
+
+
 class FrozenPrefix:
-    """Reuses the hidden states below the first covered layer over repeated passes of the same batches.
+    """Reuses the hidden states below the first covered layer over repeated passes of the same inputs.
 
     Use as a context manager around the scoring of many rewrites of one model (see the module docstring); outside
-    of it, or when a condition fails, the model runs as always. Batches are recognised by the storage of their
-    `input_ids` (the scorers keep their tensors), checked for equal content.
+    of it, or when a condition fails, the model runs as always.
 
     Args:
         model (`nn.Module`): The base model (not changed, apart from hooks removed on exit).
@@ -79,14 +93,15 @@ class FrozenPrefix:
         # An encoder-decoder model embeds twice per pass (encoder and decoder inputs): not handled, so off.
         two_stacks = getattr(getattr(model, "config", None), "is_encoder_decoder", False)
         self.enabled = enabled and not two_stacks and bool(self.first) and len(self.covered) == len(covered_names)
-        self._open = True  # new batches are recorded until `stop_recording`
+        self._open = True  # new passes are recorded until `stop_recording`
         self.reused_passes = 0
-        self._records: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (ids, its copy, hidden states)
+        self._records: dict[tuple, list[_Record]] = {}  # token ids (shape and bytes) -> passes recorded for them
         self._handles = []
         self._note_handles = []  # on every module, only until the first pass has shown what runs before
         self._saved_forwards: dict[int, object] = {}
+        self._key: tuple | None = None  # the token ids of the pass now running (None: not one to reuse or record)
         self._replay: torch.Tensor | None = None  # the states to feed in during this pass
-        self._recording: torch.Tensor | None = None  # the ids of a pass whose states are recorded
+        self._pending: list | None = None  # what entered the lowest layer in a pass being recorded
         self._checked = False
         self._check_against: torch.Tensor | None = None
         self._ran_before: set[int] | None = set()
@@ -99,9 +114,9 @@ class FrozenPrefix:
         self._handles.append(
             self.stack[self.first].register_forward_pre_hook(self._on_first_covered, with_kwargs=True)
         )
-        for layer in self.stack[: self.first]:
+        for index, layer in enumerate(self.stack[: self.first]):
             self._saved_forwards[id(layer)] = layer.__dict__.get("forward")
-            layer.forward = self._skipping(layer, layer.forward)
+            layer.forward = self._skipping(layer, layer.forward, lowest=index == 0)
         # Which modules run before the first covered layer: their parameters must not be covered.
         self._note_handles = [module.register_forward_pre_hook(self._note_module) for module in self.model.modules()]
         return self
@@ -120,47 +135,61 @@ class FrozenPrefix:
                     else:
                         layer.forward = saved
         self._records.clear()
-        self._replay = self._recording = None
+        self._key = self._replay = self._pending = None
         return False
 
     def stop_recording(self) -> None:
-        """Records no new batches from now on (call it after the unchanged model's pass over every batch): a batch
-        seen for the first time later runs as always, so memory does not grow with inputs built anew per pass."""
+        """Records no new passes from now on (call it after the unchanged model's pass over every batch): an input
+        seen for the first time later runs as always, so memory does not grow with inputs that never come back."""
         self._open = False
+
+    @property
+    def num_records(self) -> int:
+        """How many passes are recorded."""
+        return sum(len(records) for records in self._records.values())
 
     # -- hooks ------------------------------------------------------------------------------------------------
 
     def _note_module(self, module, args) -> None:
-        if self._ran_before is not None and self._recording is not None:
+        if self._ran_before is not None and self._key is not None:
             self._ran_before.add(id(module))
 
     def _on_embedding(self, module, args) -> None:
-        """Start of a pass: reuse the states of a known batch, else record them."""
-        self._replay = self._recording = None
+        """Start of a pass: remember its token ids, which pick the recorded passes it may repeat."""
+        self._key = self._replay = self._pending = self._check_against = None
         if not self.enabled or not args or not isinstance(args[0], torch.Tensor) or in_check_pass():
             return
         ids = args[0]
-        # A model may pass on a view of the batch's ids (GPT-2 reshapes them): the same storage and shape, and the
-        # same content, is the same batch.
-        record = next((r for r in self._records if _same_storage(r[0], ids)), None)
-        if record is not None and torch.equal(record[1], ids):
-            if self._checked:
-                self._replay = record[2]
-                self.reused_passes += 1
-                return
+        self._key = (tuple(ids.shape), str(ids.device), ids.detach().cpu().numpy().tobytes())
+
+    def _on_lowest_layer(self, args, kwargs) -> bool:
+        """Called with the lowest layer's inputs: decides whether this pass replays, checks or records, and returns
+        whether the lower layers are skipped."""
+        key, self._key = self._key, None
+        if key is None:
+            return False
+        entry = _entry_of(args, kwargs)
+        record = next((r for r in self._records.get(key, ()) if _same_entry(r.entry, entry)), None)
+        if record is not None and self._checked:
+            self._replay = record.states
+            self.reused_passes += 1
+            return True
+        if record is not None:
             # The first chance to reuse: compute the states again and check they are the recorded ones.
-            self._recording = ids
-            self._check_against = record[2]
-            return
-        if record is None and self._open:
-            self._recording = ids
+            self._check_against = record.states
+        elif self._open:
+            self._pending = [
+                key,
+                [(n, j, v.detach().clone() if isinstance(v, torch.Tensor) else v) for n, j, v in entry],
+            ]
+        return False
 
     def _on_first_covered(self, module, args, kwargs):
         if self._replay is not None:
             states = self._replay
             self._replay = None
             return _with_hidden_states(args, kwargs, states)
-        if self._recording is None:
+        if self._pending is None and self._check_against is None:
             return None
         states = args[0] if args else kwargs.get("hidden_states")
         if not isinstance(states, torch.Tensor):
@@ -169,20 +198,22 @@ class FrozenPrefix:
         if self._ran_before is not None:
             self._check_prefix_parameters()
         check, self._check_against = self._check_against, None
+        pending, self._pending = self._pending, None
         if check is not None:
             # Equal up to rounding: a device whose kernels are not deterministic may differ in the last bits.
             if check.shape == states.shape and torch.allclose(check, states.detach(), rtol=1e-5, atol=1e-6):
                 self._checked = True
             else:
                 self._disable("recomputing the states below the first covered layer gave other values")
-        else:
-            ids = self._recording
-            self._records.append((ids, ids.detach().clone(), states.detach().clone()))
-        self._recording = None
+        elif pending is not None and self.enabled:
+            key, entry = pending
+            self._records.setdefault(key, []).append(_Record(entry, states.detach().clone()))
         return None
 
-    def _skipping(self, layer: nn.Module, forward):
+    def _skipping(self, layer: nn.Module, forward, lowest: bool):
         def skip_or_run(*args, **kwargs):
+            if lowest and self._on_lowest_layer(args, kwargs):
+                return args[0] if args else kwargs["hidden_states"]
             if self._replay is not None:
                 return args[0] if args else kwargs["hidden_states"]
             output = forward(*args, **kwargs)
@@ -211,11 +242,43 @@ class FrozenPrefix:
             logger.info("Not reusing the hidden states below the first covered layer: %s.", why)
         self.enabled = False
         self._records.clear()
-        self._replay = None
+        self._replay = self._pending = self._key = None
 
 
-def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.device == b.device
+def _entry_of(args, kwargs) -> list:
+    """What the lowest layer is called with: tensors (also inside tuples, as rotary embeddings come) and plain
+    values; other objects (a key-value cache) do not change what the layer computes from its inputs."""
+    entry = []
+    for name, value in [(i, a) for i, a in enumerate(args)] + sorted(kwargs.items()):
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for j, item in enumerate(values):
+            if isinstance(item, torch.Tensor):
+                entry.append((name, j, item))
+            elif item is None or isinstance(item, (bool, int, float, str)):
+                entry.append((name, j, item))
+    return entry
+
+
+def _same_entry(recorded: list, entry: list) -> bool:
+    if len(recorded) != len(entry):
+        return False
+    for (name_a, j_a, a), (name_b, j_b, b) in zip(recorded, entry):
+        if name_a != name_b or j_a != j_b:
+            return False
+        if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+            same = (
+                isinstance(a, torch.Tensor)
+                and isinstance(b, torch.Tensor)
+                and a.shape == b.shape
+                and a.dtype == b.dtype
+                and a.device == b.device
+                and torch.equal(a, b)
+            )
+        else:
+            same = a == b
+        if not same:
+            return False
+    return True
 
 
 def _with_hidden_states(args, kwargs, states):

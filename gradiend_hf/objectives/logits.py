@@ -35,7 +35,7 @@ SEPARABLE_HEAD_NAMES = ("cls", "lm_head", "predictions")
 
 def accepts(model: nn.Module, argument: str) -> bool:
     """Whether the model's `forward` takes `argument` (looked up once per model class: this runs every forward)."""
-    return _forward_accepts(type(getattr(model, "wrapped_model", model)), argument)
+    return _forward_accepts(type(model), argument)
 
 
 @functools.cache
