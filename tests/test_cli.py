@@ -280,6 +280,7 @@ def test_demo_runs_end_to_end_on_a_tiny_causal_lm(tiny_dirs, tmp_path):
     rewritten = AutoModelForCausalLM.from_pretrained(out / "rewritten")
     base = AutoModelForCausalLM.from_pretrained(tiny_dirs["llama"])
     rewrite = saved["rewrite"]
+    assert rewrite["search"] == "adaptive"
     changed = any(not torch.equal(a, b) for a, b in zip(rewritten.parameters(), base.parameters()))
     assert changed == (rewrite["learning_rate"] != 0 and rewrite["feature_factor"] is not None)
 
@@ -295,3 +296,13 @@ def test_demo_benchmark_options(tmp_path):
         DemoArguments(output_dir=str(tmp_path / "d"), benchmarks=["seat"])
     with pytest.raises(BenchmarkError, match="bootstrap"):
         DemoArguments(output_dir=str(tmp_path / "e"), bootstrap_samples=-1)
+
+
+def test_demo_decoder_search_option(tmp_path):
+    from gradiend_hf import GradiendError
+    from gradiend_hf.cli.demo import DemoArguments
+
+    assert DemoArguments(output_dir=str(tmp_path / "a")).decoder_search == "adaptive"
+    assert DemoArguments(output_dir=str(tmp_path / "b"), decoder_search="early_stop").decoder_search == "early_stop"
+    with pytest.raises(GradiendError, match="`decoder_search` must be one of exhaustive, early_stop, adaptive"):
+        DemoArguments(output_dir=str(tmp_path / "c"), decoder_search="binary")

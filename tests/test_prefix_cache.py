@@ -9,6 +9,7 @@ from gradiend_hf import GradiendModel
 from gradiend_hf.data import load_builtin
 from gradiend_hf.evaluation import LanguageModelingScorer, evaluate_decoder
 from gradiend_hf.evaluation.prefix_cache import FrozenPrefix, layer_stack
+from gradiend_hf.gradients import encode_rows
 from gradiend_hf.objectives import get_objective
 from gradiend_hf.testing_utils import masked_rows
 
@@ -161,3 +162,81 @@ def test_batches_built_anew_are_recognised_by_what_enters_the_lowest_layer():
     with torch.no_grad():
         torch.testing.assert_close(same, model(input_ids=ids, attention_mask=full).logits, rtol=0, atol=0)
         torch.testing.assert_close(other_mask, model(input_ids=ids, attention_mask=padded).logits, rtol=0, atol=0)
+
+
+def _encoding_setup(family="llama"):
+    model, tokenizer = tiny_model(family, layers=4)
+    objective = get_objective(model, tokenizer)
+    torch.manual_seed(0)
+    gradiend = GradiendModel.from_base_model(model, params=_upper_layer_names(model), latent_dim=2)
+    with torch.no_grad():
+        for p in gradiend.parameters():
+            p.normal_(0, 0.05)
+    return model, objective, gradiend, objective.prepare(*masked_rows(6))
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_encodings_by_forward_mode_reuse_the_states_and_equal_the_plain_ones(family):
+    # Inside `torch.func.jvp` every tensor is wrapped: the states are kept as the values they wrap.
+    model, objective, gradiend, batch = _encoding_setup(family)
+    plain = encode_rows(gradiend, model, objective, batch)
+    with FrozenPrefix(model, gradiend.param_names) as prefix:
+        runs = [encode_rows(gradiend, model, objective, batch) for _ in range(3)]
+        assert prefix.enabled and prefix.num_records == 1
+        assert prefix.reused_passes == 2 * 3 - 2  # two latent dimensions: one recording pass, one check pass
+    for fast in runs:
+        torch.testing.assert_close(fast, plain, rtol=0, atol=0)
+
+
+def test_kept_records_are_reused_in_the_next_context():
+    model, objective, gradiend, batch = _encoding_setup()
+    plain = encode_rows(gradiend, model, objective, batch)
+    prefix = FrozenPrefix(model, gradiend.param_names, keep_records=True)
+    lowest_runs = _count_lowest_layer_runs(model)
+    for _ in range(3):
+        with prefix:
+            fast = encode_rows(gradiend, model, objective, batch)
+        torch.testing.assert_close(fast, plain, rtol=0, atol=0)
+    assert prefix.num_records == 1 and prefix.reused_passes == 4
+    assert len(lowest_runs) == 2  # the recording pass and the check pass; outside the contexts none
+    assert not any(m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("change", ["in_place", "replaced"])
+def test_kept_records_are_dropped_when_a_lower_layer_changes(change):
+    model, objective, gradiend, batch = _encoding_setup()
+    prefix = FrozenPrefix(model, gradiend.param_names, keep_records=True)
+    with prefix:
+        encode_rows(gradiend, model, objective, batch)
+        encode_rows(gradiend, model, objective, batch)
+    lowest = layer_stack(model)[0]
+    weight = lowest.mlp.down_proj
+    with torch.no_grad():
+        if change == "in_place":
+            weight.weight.mul_(1.5)
+        else:
+            weight.weight = torch.nn.Parameter(weight.weight * 1.5, requires_grad=False)
+    with prefix:
+        assert prefix.num_records == 0
+        fast = encode_rows(gradiend, model, objective, batch)
+    torch.testing.assert_close(fast, encode_rows(gradiend, model, objective, batch), rtol=0, atol=0)
+
+
+def test_no_more_states_are_recorded_than_max_record_bytes():
+    model, tokenizer = tiny_model("llama", layers=4)
+    objective = get_objective(model, tokenizer)
+    batches = [objective.prepare(*masked_rows(n)) for n in (2, 3, 4)]
+    with torch.no_grad(), FrozenPrefix(model, _upper_layer_names(model)) as unlimited:
+        for batch in batches:
+            objective.target_log_probs(model, batch)
+        first = unlimited._records[next(iter(unlimited._records))][0].states
+        budget = first.numel() * first.element_size()
+    with torch.no_grad(), FrozenPrefix(model, _upper_layer_names(model), max_record_bytes=budget) as limited:
+        for batch in batches:
+            objective.target_log_probs(model, batch)
+        assert limited.num_records == 1 and limited.record_bytes == budget
+        fast = [objective.target_log_probs(model, batch) for batch in batches]
+        assert limited.reused_passes == 0  # the one recorded pass was checked, not replayed
+    with torch.no_grad():
+        for batch, values in zip(batches, fast):
+            torch.testing.assert_close(values, objective.target_log_probs(model, batch), rtol=0, atol=0)

@@ -9,6 +9,7 @@ from datasets import Dataset
 from safetensors.torch import load_file
 
 from gradiend_hf import GradiendModel, GradiendNotConvergedError, GradiendTrainer, GradiendTrainingArguments
+from gradiend_hf import trainer as trainer_module
 from gradiend_hf.data import load_builtin
 from gradiend_hf.params import GradiendParameterError
 from gradiend_hf.training_data import GradiendDataError, GroupedFeatureDataset
@@ -39,10 +40,10 @@ def make_args(output_dir, **overrides):
     return GradiendTrainingArguments(str(output_dir), **defaults)
 
 
-def train_tiny(family, data, output_dir, **overrides):
-    model, tokenizer = tiny_model(family)
+def train_tiny(family, data, output_dir, layers=2, params=None, **overrides):
+    model, tokenizer = tiny_model(family, layers=layers)
     torch.manual_seed(0)
-    gradiend = GradiendModel.from_base_model(model)
+    gradiend = GradiendModel.from_base_model(model, params=params)
     before_gradiend = {k: v.clone() for k, v in gradiend.state_dict().items()}
     before_base = {k: v.clone() for k, v in model.state_dict().items()}
     trainer = GradiendTrainer(
@@ -230,3 +231,29 @@ def test_sign_normalisation_flips_a_negative_gradiend(gender, tmp_path):
     flipped = trainer.evaluate()
     assert flipped["eval_correlation"] == pytest.approx(good, abs=1e-6) and flipped["eval_sign_flipped"] == 1.0
     assert trainer.evaluate()["eval_correlation"] == pytest.approx(good, abs=1e-6)
+
+
+def _train_upper_layers(data, output_dir):
+    trainer, gradiend, *_ = train_tiny(
+        "llama",
+        data,
+        output_dir,
+        layers=4,
+        params=["model.layers.[23].*"],
+        max_steps=6,
+        eval_steps=2,
+        eval_max_rows=16,
+    )
+    return trainer, gradiend
+
+
+def test_evaluations_reuse_the_lower_layers_and_log_the_plain_metrics(gender, tmp_path, monkeypatch):
+    reused, reused_gradiend = _train_upper_layers(gender, tmp_path / "reused")
+    assert reused._prefix.enabled and reused._prefix.reused_passes > 0
+    monkeypatch.setattr(trainer_module, "EVAL_PREFIX_BYTES", 0)  # nothing kept: every evaluation runs every layer
+    plain, plain_gradiend = _train_upper_layers(gender, tmp_path / "plain")
+    assert plain._prefix.num_records == 0 and plain._prefix.reused_passes == 0
+    evaluations = [[e for e in t.state.log_history if "eval_correlation" in e] for t in (reused, plain)]
+    assert len(evaluations[0]) >= 3 and evaluations[0] == evaluations[1]
+    for a, b in zip(reused_gradiend.state_dict().values(), plain_gradiend.state_dict().values()):
+        assert torch.equal(a, b)

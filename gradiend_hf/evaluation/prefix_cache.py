@@ -11,7 +11,10 @@ A pass is recognised by what enters the lowest layer: the hidden states and ever
 is called with (attention mask, position ids, rotary embeddings), all equal to a recorded pass's. Those determine
 what the unchanged layers compute, so a scorer that builds its batches anew for every model state (the bias
 benchmarks do) is recognised as well as one that keeps them. The token ids only pick the recorded passes to
-compare with.
+compare with. Passes inside `torch.func.jvp` (the batched encodings) are recognised and replayed too: what is kept is
+the value a transform's wrapped tensor holds, since no tangent flows below the first covered layer. With
+`keep_records`, the records outlive the context, for the trainer's evaluations of the same rows while the base model
+stays as it is.
 
 It stays off (every pass is the model's own) unless all of this holds:
 
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch._C._functorch import get_unwrapped, is_functorch_wrapped_tensor
 
 from ..objectives.logits import in_check_pass
 
@@ -82,10 +86,25 @@ class FrozenPrefix:
         model (`nn.Module`): The base model (not changed, apart from hooks removed on exit).
         covered_names (`list[str]`): The names of the parameters the GRADIEND covers.
         enabled (`bool`, *optional*, defaults to `True`): `False` makes the context do nothing.
+        keep_records (`bool`, *optional*, defaults to `False`): Keep the recorded passes when the context is left,
+            for the next time it is entered (the trainer's evaluations encode the same rows every time). They are
+            dropped on entering when a parameter outside the covered ones has changed since (in place or replaced).
+        max_record_bytes (`int`, *optional*): At most this many bytes of recorded states; passes beyond them run as
+            always (default: no limit).
     """
 
-    def __init__(self, model: nn.Module, covered_names: list[str], enabled: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        covered_names: list[str],
+        enabled: bool = True,
+        keep_records: bool = False,
+        max_record_bytes: int | None = None,
+    ):
         self.model = model
+        self.keep_records = keep_records
+        self.max_record_bytes = max_record_bytes
+        self._versions: list | None = None  # the uncovered parameters' state when the records were kept
         parameters = dict(model.named_parameters())
         self.covered = [parameters[name] for name in covered_names if name in parameters]
         self.stack = layer_stack(model)
@@ -109,6 +128,10 @@ class FrozenPrefix:
     def __enter__(self) -> FrozenPrefix:
         if not self.enabled:
             return self
+        if self._versions is not None and self._versions != self._uncovered_versions():
+            self._records.clear()  # the layers below may compute something else now
+            self._checked = False
+        self._versions = None
         embeddings = self.model.get_input_embeddings()
         self._handles.append(embeddings.register_forward_pre_hook(self._on_embedding))
         self._handles.append(
@@ -134,9 +157,17 @@ class FrozenPrefix:
                         del layer.forward
                     else:
                         layer.forward = saved
-        self._records.clear()
-        self._key = self._replay = self._pending = None
+        if self.keep_records and self.enabled:
+            self._versions = self._uncovered_versions()
+        else:
+            self._records.clear()
+        self._key = self._replay = self._pending = self._check_against = None
         return False
+
+    def _uncovered_versions(self) -> list:
+        """What identifies the uncovered parameters' values: each tensor, its memory and its in-place version."""
+        covered = {id(p) for p in self.covered}
+        return [(id(p), p.data_ptr(), p._version) for p in self.model.parameters() if id(p) not in covered]
 
     def stop_recording(self) -> None:
         """Records no new passes from now on (call it after the unchanged model's pass over every batch): an input
@@ -147,6 +178,11 @@ class FrozenPrefix:
     def num_records(self) -> int:
         """How many passes are recorded."""
         return sum(len(records) for records in self._records.values())
+
+    @property
+    def record_bytes(self) -> int:
+        """The bytes of the recorded states."""
+        return sum(r.states.numel() * r.states.element_size() for rs in self._records.values() for r in rs)
 
     # -- hooks ------------------------------------------------------------------------------------------------
 
@@ -160,7 +196,8 @@ class FrozenPrefix:
         if not self.enabled or not args or not isinstance(args[0], torch.Tensor) or in_check_pass():
             return
         ids = args[0]
-        self._key = (tuple(ids.shape), str(ids.device), ids.detach().cpu().numpy().tobytes())
+        # `tolist`, not the bytes: inside a `torch.func` transform a tensor's memory cannot be read.
+        self._key = (tuple(ids.shape), str(ids.device), tuple(ids.reshape(-1).tolist()))
 
     def _on_lowest_layer(self, args, kwargs) -> bool:
         """Called with the lowest layer's inputs: decides whether this pass replays, checks or records, and returns
@@ -180,7 +217,7 @@ class FrozenPrefix:
         elif self._open:
             self._pending = [
                 key,
-                [(n, j, v.detach().clone() if isinstance(v, torch.Tensor) else v) for n, j, v in entry],
+                [(n, j, _kept(v) if isinstance(v, torch.Tensor) else v) for n, j, v in entry],
             ]
         return False
 
@@ -195,6 +232,7 @@ class FrozenPrefix:
         if not isinstance(states, torch.Tensor):
             self._disable("the first covered layer does not take the hidden states first")
             return None
+        states = _plain(states)
         if self._ran_before is not None:
             self._check_prefix_parameters()
         check, self._check_against = self._check_against, None
@@ -207,7 +245,11 @@ class FrozenPrefix:
                 self._disable("recomputing the states below the first covered layer gave other values")
         elif pending is not None and self.enabled:
             key, entry = pending
-            self._records.setdefault(key, []).append(_Record(entry, states.detach().clone()))
+            size = states.numel() * states.element_size()
+            if self.max_record_bytes is not None and self.record_bytes + size > self.max_record_bytes:
+                self._open = False  # full: later passes run as always
+            else:
+                self._records.setdefault(key, []).append(_Record(entry, _kept(states)))
         return None
 
     def _skipping(self, layer: nn.Module, forward, lowest: bool):
@@ -259,6 +301,20 @@ def _entry_of(args, kwargs) -> list:
     return entry
 
 
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor itself outside `torch.func` transforms; inside one (the encodings' `jvp`) the value it wraps, which
+    outlives the transform. Below the first covered layer no tangent flows (no covered parameter is used there), so
+    the value is all there is to keep."""
+    while is_functorch_wrapped_tensor(tensor):
+        tensor = get_unwrapped(tensor)
+    return tensor
+
+
+def _kept(tensor: torch.Tensor) -> torch.Tensor:
+    """A copy of `tensor` that outlives the pass (and any `torch.func` transform it runs in)."""
+    return _plain(_plain(tensor).detach().clone())
+
+
 def _same_entry(recorded: list, entry: list) -> bool:
     if len(recorded) != len(entry):
         return False
@@ -266,6 +322,7 @@ def _same_entry(recorded: list, entry: list) -> bool:
         if name_a != name_b or j_a != j_b:
             return False
         if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+            b = _plain(b) if isinstance(b, torch.Tensor) else b
             same = (
                 isinstance(a, torch.Tensor)
                 and isinstance(b, torch.Tensor)
