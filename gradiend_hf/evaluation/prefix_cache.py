@@ -140,8 +140,11 @@ class FrozenPrefix:
         for index, layer in enumerate(self.stack[: self.first]):
             self._saved_forwards[id(layer)] = layer.__dict__.get("forward")
             layer.forward = self._skipping(layer, layer.forward, lowest=index == 0)
-        # Which modules run before the first covered layer: their parameters must not be covered.
-        self._note_handles = [module.register_forward_pre_hook(self._note_module) for module in self.model.modules()]
+        # Which modules run before the first covered layer: their parameters must not be covered (found once).
+        if self._ran_before is not None:
+            self._note_handles = [
+                module.register_forward_pre_hook(self._note_module) for module in self.model.modules()
+            ]
         return self
 
     def __exit__(self, *exc) -> bool:
