@@ -219,6 +219,7 @@ def test_kept_records_are_dropped_when_a_lower_layer_changes(change):
     with prefix:
         assert prefix.num_records == 0
         fast = encode_rows(gradiend, model, objective, batch)
+        assert prefix.num_records == 1  # recorded afresh, from the changed layer
     torch.testing.assert_close(fast, encode_rows(gradiend, model, objective, batch), rtol=0, atol=0)
 
 

@@ -129,8 +129,8 @@ class FrozenPrefix:
         if not self.enabled:
             return self
         if self._versions is not None and self._versions != self._uncovered_versions():
-            self._records.clear()  # the layers below may compute something else now
-            self._checked = False
+            self._records.clear()  # the layers below may compute something else now: record afresh
+            self._checked, self._open = False, True
         self._versions = None
         embeddings = self.model.get_input_embeddings()
         self._handles.append(embeddings.register_forward_pre_hook(self._on_embedding))
