@@ -37,6 +37,7 @@ from .card_utils import hub_id
 from .data import builtin_info, list_builtin
 from .errors import GradiendError
 from .evaluation.metrics import EvaluationError
+from .evaluation.prefix_cache import FrozenPrefix
 from .evaluation.probabilities import ClassProbabilityScorer
 from .gradients import encode_rows
 from .modeling_gradiend import GradiendModel
@@ -55,6 +56,8 @@ APP_INSTALL_HINT = 'The GRADIEND app needs Gradio: pip install "gradiend-hf[app]
 FEATURE_HEADERS = ["Gradient of", "Class", "Expected", "Encoding"]
 CLASS_HEADERS = ["Class", "Words", "Base model", "Rewritten", "Change"]
 TOP_HEADERS = ["Token", "Probability"]
+# The last sentence's hidden states below the first covered layer, kept between requests: at most this much.
+APP_PREFIX_BYTES = 64 * 2**20
 
 
 class DemoInputError(GradiendError):
@@ -136,6 +139,7 @@ class GradiendDemo:
         self.top_k = int(top_k)
         self.session = RewriteSession(base_model, gradiend)
         self._lock = threading.Lock()
+        self._prefix_text, self._prefix = None, None  # see `_frozen_prefix`
         self.strengthen = {name: self.config.feature_factor_for(name) for name in self.classes}
 
         selected = self.config.selected_rewrite
@@ -279,6 +283,17 @@ class GradiendDemo:
             rows.append([name, words, f"{before:.3g}", f"{after:.3g}", change])
         return rows
 
+    def _frozen_prefix(self, masked: str) -> FrozenPrefix:
+        """The sentence's hidden states below the first covered layer, kept from one request to the next: moving the
+        sliders runs only the covered layers again (same predictions; see
+        [`gradiend_hf.evaluation.prefix_cache.FrozenPrefix`]). Another sentence starts a new record."""
+        if self._prefix_text != masked:
+            self._prefix_text = masked
+            self._prefix = FrozenPrefix(
+                self.base_model, self.gradiend.param_names, keep_records=True, max_record_bytes=APP_PREFIX_BYTES
+            )
+        return self._prefix
+
     def _rewritten(self, masked: str, scorer: ClassProbabilityScorer, base, ff: float, lr: float):
         if lr == 0:
             return base  # θ + 0 · u is the base model
@@ -299,7 +314,7 @@ class GradiendDemo:
         """
         masked = self.parse(text)
         ff, lr = self.check_numbers(feature_factor, learning_rate)
-        with self._lock:
+        with self._lock, self._frozen_prefix(masked):
             scorer = self._scorer(masked)
             base = self._measure(masked, scorer)
             base_top = self._top_k(base[0])
@@ -311,7 +326,7 @@ class GradiendDemo:
         """What changes with the feature factor and learning rate: rewritten top-k and class-probability rows."""
         masked = self.parse(text)
         ff, lr = self.check_numbers(feature_factor, learning_rate)
-        with self._lock:
+        with self._lock, self._frozen_prefix(masked):
             scorer = self._scorer(masked)
             base = self._measure(masked, scorer)
             rewritten = self._rewritten(masked, scorer, base, ff, lr)

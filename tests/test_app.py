@@ -245,3 +245,28 @@ def test_the_app_shows_the_benchmark_table_of_the_selected_rewrite(trained, tmp_
     assert not [b for b in plain.blocks.values() if getattr(b, "elem_id", None) == "benchmarks"]
     with pytest.raises(GradiendError, match="Cannot read the benchmark report"):
         build_demo(*trained, benchmarks=tmp_path / "none.json")
+
+
+@pytest.mark.parametrize("family", ["bert", "llama"])
+def test_requests_reuse_the_sentences_lower_layers_and_show_what_the_plain_model_shows(family, monkeypatch):
+    from gradiend_hf import app as app_module
+    from gradiend_hf.evaluation.prefix_cache import layer_stack
+
+    base, tokenizer = tiny_model(family, layers=4)
+    upper = {id(p) for layer in layer_stack(base)[2:] for p in layer.parameters()}
+    names = [name for name, p in base.named_parameters() if id(p) in upper]
+    torch.manual_seed(0)
+    gradiend = GradiendModel.from_base_model(base, params=names, feature_classes=["M", "F"])
+    with torch.no_grad():
+        for p in gradiend.parameters():
+            p.normal_(0, 0.05)
+
+    def requests(demo):
+        return [demo.analyze(TEXT, 1.0, 0.5), demo.rewrite(TEXT, -1.0, 2.0), demo.rewrite(TEXT, 1.0, 5.0)]
+
+    reused = GradiendDemo(gradiend, base, tokenizer)
+    shown = requests(reused)
+    assert reused._prefix.enabled and reused._prefix.reused_passes >= 4  # every rewritten pass after the check
+    monkeypatch.setattr(app_module, "APP_PREFIX_BYTES", 0)  # nothing kept: every request runs every layer
+    plain = GradiendDemo(gradiend, base, tokenizer)
+    assert requests(plain) == shown and plain._prefix.reused_passes == 0

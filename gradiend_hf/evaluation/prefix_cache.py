@@ -14,7 +14,7 @@ benchmarks do) is recognised as well as one that keeps them. The token ids only 
 compare with. Passes inside `torch.func.jvp` (the batched encodings) are recognised and replayed too: what is kept is
 the value a transform's wrapped tensor holds, since no tangent flows below the first covered layer. With
 `keep_records`, the records outlive the context, for the trainer's evaluations of the same rows while the base model
-stays as it is.
+stays as it is, and for the app's requests on one sentence.
 
 It stays off (every pass is the model's own) unless all of this holds:
 
