@@ -37,7 +37,7 @@ from .card_utils import hub_id
 from .data import builtin_info, list_builtin
 from .errors import GradiendError
 from .evaluation.metrics import EvaluationError
-from .evaluation.prefix_cache import FrozenPrefix
+from .evaluation.prefix_cache import PrefixForLastInput
 from .evaluation.probabilities import ClassProbabilityScorer
 from .gradients import encode_rows
 from .modeling_gradiend import GradiendModel
@@ -139,7 +139,9 @@ class GradiendDemo:
         self.top_k = int(top_k)
         self.session = RewriteSession(base_model, gradiend)
         self._lock = threading.Lock()
-        self._prefix_text, self._prefix = None, None  # see `_frozen_prefix`
+        # The sentence's states below the first covered layer, kept from one request to the next: moving the sliders
+        # runs only the covered layers again (same predictions). Another sentence starts a new record.
+        self._frozen_prefix = PrefixForLastInput(base_model, gradiend.param_names, APP_PREFIX_BYTES)
         self.strengthen = {name: self.config.feature_factor_for(name) for name in self.classes}
 
         selected = self.config.selected_rewrite
@@ -282,17 +284,6 @@ class GradiendDemo:
             words = ", ".join(self.class_words[name][:6]) + (" …" if len(self.class_words[name]) > 6 else "")
             rows.append([name, words, f"{before:.3g}", f"{after:.3g}", change])
         return rows
-
-    def _frozen_prefix(self, masked: str) -> FrozenPrefix:
-        """The sentence's hidden states below the first covered layer, kept from one request to the next: moving the
-        sliders runs only the covered layers again (same predictions; see
-        [`gradiend_hf.evaluation.prefix_cache.FrozenPrefix`]). Another sentence starts a new record."""
-        if self._prefix_text != masked:
-            self._prefix_text = masked
-            self._prefix = FrozenPrefix(
-                self.base_model, self.gradiend.param_names, keep_records=True, max_record_bytes=APP_PREFIX_BYTES
-            )
-        return self._prefix
 
     def _rewritten(self, masked: str, scorer: ClassProbabilityScorer, base, ff: float, lr: float):
         if lr == 0:

@@ -20,7 +20,7 @@ from transformers.utils import logging
 
 from .errors import GradiendError, GradiendTrainingError, NonFiniteError
 from .evaluation.metrics import encoder_metrics
-from .evaluation.prefix_cache import FrozenPrefix
+from .evaluation.prefix_cache import PrefixForLastInput
 from .gradients import encode_texts, group_gradients, share_no_memory, stack_gradients
 from .hub import push_gradiend
 from .model_card import write_gradiend_card
@@ -169,7 +169,9 @@ class GradiendTrainer(OptimizerInBackwardMixin, ShardedGradiendMixin, Trainer):
         self.base_model = self.accelerator.prepare_model(base_model, evaluation_mode=True)
         self._after_init_sharding()
         self.can_return_loss = True
-        self._prefix_rows, self._prefix = None, None  # see `_frozen_prefix`
+        # The evaluation rows' states below the first covered layer, kept from one evaluation to the next: the base
+        # model does not change while the GRADIEND trains, and every evaluation encodes the same rows.
+        self._eval_prefix = PrefixForLastInput(self.base_model, model.param_names, EVAL_PREFIX_BYTES)
         self.label_names = []
         self.model_accepts_loss_kwargs = False
         self.add_callback(EvaluateAtEndCallback())
@@ -362,7 +364,7 @@ class GradiendTrainer(OptimizerInBackwardMixin, ShardedGradiendMixin, Trainer):
             unsharded(self.model, encoder_only=True),
         ):
             texts = ([r["masked"] for r in shard], [r["factual"] for r in shard], [r["alternative"] for r in shard])
-            with self._frozen_prefix(gradiend, texts):
+            with self._eval_prefix(texts):
                 encodings = encode_texts(
                     gradiend, self.base_model, self.objective, *texts, self.args.per_device_eval_batch_size
                 )
@@ -370,17 +372,6 @@ class GradiendTrainer(OptimizerInBackwardMixin, ShardedGradiendMixin, Trainer):
         gradiend.train(was_training)
         gathered = gather_object(local) if self.accelerator.num_processes > 1 else local
         return np.asarray(gathered[: len(rows)], dtype=np.float64).reshape(len(rows), -1)
-
-    def _frozen_prefix(self, gradiend: GradiendModel, texts: tuple) -> FrozenPrefix:
-        """The hidden states below the first covered layer, kept from one evaluation to the next: the base model
-        does not change while the GRADIEND trains, and every evaluation encodes the same rows (same encodings; see
-        [`gradiend_hf.evaluation.prefix_cache.FrozenPrefix`]). Other rows start a new record."""
-        if self._prefix_rows != texts:
-            self._prefix_rows = texts
-            self._prefix = FrozenPrefix(
-                self.base_model, gradiend.param_names, keep_records=True, max_record_bytes=EVAL_PREFIX_BYTES
-            )
-        return self._prefix
 
     def create_model_card(self, model_name: str | None = None, **kwargs) -> None:
         """Writes the GRADIEND's card (not transformers' generic trainer card) into `output_dir`."""

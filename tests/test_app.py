@@ -266,7 +266,9 @@ def test_requests_reuse_the_sentences_lower_layers_and_show_what_the_plain_model
 
     reused = GradiendDemo(gradiend, base, tokenizer)
     shown = requests(reused)
-    assert reused._prefix.enabled and reused._prefix.reused_passes >= 4  # every rewritten pass after the check
+    assert (
+        reused._frozen_prefix.prefix.enabled and reused._frozen_prefix.prefix.reused_passes >= 4
+    )  # every rewritten pass after the check
     monkeypatch.setattr(app_module, "APP_PREFIX_BYTES", 0)  # nothing kept: every request runs every layer
     plain = GradiendDemo(gradiend, base, tokenizer)
-    assert requests(plain) == shown and plain._prefix.reused_passes == 0
+    assert requests(plain) == shown and plain._frozen_prefix.prefix.reused_passes == 0

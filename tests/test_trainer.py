@@ -249,10 +249,10 @@ def _train_upper_layers(data, output_dir):
 
 def test_evaluations_reuse_the_lower_layers_and_log_the_plain_metrics(gender, tmp_path, monkeypatch):
     reused, reused_gradiend = _train_upper_layers(gender, tmp_path / "reused")
-    assert reused._prefix.enabled and reused._prefix.reused_passes > 0
+    assert reused._eval_prefix.prefix.enabled and reused._eval_prefix.prefix.reused_passes > 0
     monkeypatch.setattr(trainer_module, "EVAL_PREFIX_BYTES", 0)  # nothing kept: every evaluation runs every layer
     plain, plain_gradiend = _train_upper_layers(gender, tmp_path / "plain")
-    assert plain._prefix.num_records == 0 and plain._prefix.reused_passes == 0
+    assert plain._eval_prefix.prefix.num_records == 0 and plain._eval_prefix.prefix.reused_passes == 0
     evaluations = [[e for e in t.state.log_history if "eval_correlation" in e] for t in (reused, plain)]
     assert len(evaluations[0]) >= 3 and evaluations[0] == evaluations[1]
     for a, b in zip(reused_gradiend.state_dict().values(), plain_gradiend.state_dict().values()):

@@ -290,6 +290,32 @@ class FrozenPrefix:
         self._replay = self._pending = self._key = None
 
 
+class PrefixForLastInput:
+    """A [`FrozenPrefix`] that keeps its records for as long as it is asked for the same input, and a new one for
+    another input: the trainer's evaluations (the same rows each time) and the app's requests (one sentence while
+    the sliders move) reuse the lower layers' states from one call to the next, and memory holds one input's.
+
+    Args:
+        model (`nn.Module`): The base model.
+        covered_names (`list[str]`): The names of the parameters the GRADIEND covers.
+        max_record_bytes (`int`): At most this many bytes of recorded states.
+    """
+
+    def __init__(self, model: nn.Module, covered_names: list[str], max_record_bytes: int):
+        self.model, self.covered_names, self.max_record_bytes = model, covered_names, max_record_bytes
+        self.input = None
+        self.prefix: FrozenPrefix | None = None
+
+    def __call__(self, inputs) -> FrozenPrefix:
+        """The context to score `inputs` in (compared by `==` with the last input)."""
+        if self.prefix is None or self.input != inputs:
+            self.input = inputs
+            self.prefix = FrozenPrefix(
+                self.model, self.covered_names, keep_records=True, max_record_bytes=self.max_record_bytes
+            )
+        return self.prefix
+
+
 def _entry_of(args, kwargs) -> list:
     """What the lowest layer is called with: tensors (also inside tuples, as rotary embeddings come) and plain
     values; other objects (a key-value cache) do not change what the layer computes from its inputs."""
