@@ -48,3 +48,34 @@ def length_batches(
     if current:
         batches.append(current)
     return batches
+
+
+def cheapest_parts(lengths: Sequence[int], overhead_positions: int) -> list[list[int]]:
+    """The split of rows into passes that costs the fewest positions, each pass padded to its own longest row.
+
+    A pass is charged `overhead_positions` (its fixed cost, in positions) plus `rows · longest row`. Some part of
+    the optimum is always a run of the rows sorted by length, so a dynamic program over the sorted rows finds it.
+
+    Args:
+        lengths (`Sequence[int]`): The length of each row.
+        overhead_positions (`int`): The fixed cost of one pass, as the positions that cost as much.
+
+    Returns:
+        `list[list[int]]`: every index once, the longest rows first (ties in the order given).
+    """
+    if overhead_positions < 0:
+        raise ValueError(f"`overhead_positions` must not be negative, got {overhead_positions}.")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    # best[k]: cost of the first k sorted rows (longest first); cut[k]: where the last part of that split begins.
+    best = [0] + [0] * len(order)
+    cut = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        best[end], cut[end] = min(
+            (best[start] + overhead_positions + (end - start) * lengths[order[start]], start) for start in range(end)
+        )
+    parts = []
+    end = len(order)
+    while end:
+        parts.append(order[cut[end] : end])
+        end = cut[end]
+    return parts[::-1]

@@ -21,7 +21,7 @@ from torch import nn
 from torch.func import functional_call, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .batching import length_batches
+from .batching import cheapest_parts, length_batches
 from .errors import GradiendError
 from .objectives import Objective, ObjectiveBatch
 from .params import get_parameters, requires_grad_only
@@ -70,8 +70,8 @@ def group_gradients(
     params = get_parameters(base_model, param_names)
     device = params[0].device
     with torch.enable_grad(), requires_grad_only(base_model, params):
-        factual, alternative = objective.losses(base_model, batch.to(device))
-        factual, alternative = factual.mean(), alternative.mean()
+        factual, alternative = _summed_losses(base_model, objective, batch.to(device))
+        factual, alternative = factual / len(batch), alternative / len(batch)
         result = {}
         for i, kind in enumerate(kinds):
             grads = torch.autograd.grad(
@@ -84,6 +84,28 @@ def group_gradients(
                 name: (g if g is not None else torch.zeros_like(p)) for name, g, p in zip(param_names, grads, params)
             }
     return result
+
+
+def _summed_losses(base_model: nn.Module, objective: Objective, batch: ObjectiveBatch) -> tuple[torch.Tensor, ...]:
+    """Sums of the rows' factual and alternative losses, one forward pass per part of similar-length rows.
+
+    A group's sentences vary widely in length: padded to the longest in one pass, about 45 % of the positions of a
+    training group are padding. Each part is trimmed to its own longest row; the graphs of all parts feed the same
+    backward pass, so the gradient is the one of the whole group (up to float rounding). A group is split only
+    where the padding saved outweighs the fixed cost of another pass.
+    """
+    parts = cheapest_parts(batch.row_lengths(), _PASS_OVERHEAD_POSITIONS)
+    factual = alternative = 0
+    for rows in parts:
+        part = batch.trimmed() if len(parts) == 1 else batch.select(rows).trimmed()
+        part_factual, part_alternative = objective.losses(base_model, part)
+        factual, alternative = factual + part_factual.sum(), alternative + part_alternative.sum()
+    return factual, alternative
+
+
+# The fixed cost of one more pass, in positions: on 2 CPU cores a SmolLM2 forward pass costs about 60 ms plus 1.5 ms
+# per position, so another part must save more padding than ~40 positions (benchmarks/bench_group_parts.py).
+_PASS_OVERHEAD_POSITIONS = 48
 
 
 def _math_attention():

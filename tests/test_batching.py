@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from gradiend_hf.batching import length_batches
+from gradiend_hf.batching import cheapest_parts, length_batches
 from gradiend_hf.evaluation import LanguageModelingScorer
 
 from .tiny_models import tiny_model
@@ -51,3 +51,42 @@ def test_lms_batches_of_texts_of_very_different_lengths_waste_little_on_padding(
     assert len(scorer.batches) == 2  # one batch of 32 would be mostly padding
     for _, mask, _ in scorer.batches:
         assert mask.float().mean() > 0.9
+
+
+def all_partitions(items):
+    """Every way to split `items` into non-empty parts (the plain enumeration)."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for partition in all_partitions(rest):
+        yield [[first], *partition]
+        for i in range(len(partition)):
+            yield partition[:i] + [[first, *partition[i]]] + partition[i + 1 :]
+
+
+def cost(parts, lengths, overhead):
+    return sum(overhead + len(part) * max(lengths[i] for i in part) for part in parts)
+
+
+@pytest.mark.parametrize("overhead", [0, 5, 20, 1000])
+def test_cheapest_parts_cost_no_more_than_any_partition(overhead):
+    rng = random.Random(overhead)
+    for _ in range(30):
+        lengths = [rng.randint(1, 40) for _ in range(rng.randint(1, 7))]
+        parts = cheapest_parts(lengths, overhead)
+        assert sorted(i for part in parts for i in part) == list(range(len(lengths)))
+        best = min(cost(p, lengths, overhead) for p in all_partitions(list(range(len(lengths)))))
+        assert cost(parts, lengths, overhead) == best
+        assert [lengths[i] for part in parts for i in part] == sorted(lengths, reverse=True)
+
+
+def test_cheapest_parts_by_hand():
+    # One long row alone saves 3 · (30 - 10) = 60 padded positions, more than a pass costs (10).
+    assert cheapest_parts([10, 30, 10, 10], 10) == [[1], [0, 2, 3]]
+    # A pass costing more than all the padding keeps one part; no overhead puts each length in its own part.
+    assert cheapest_parts([10, 30, 10, 10], 100) == [[1, 0, 2, 3]]
+    assert cheapest_parts([3, 1, 3, 2], 0) == [[0, 2], [3], [1]]
+    assert cheapest_parts([], 5) == []
+    with pytest.raises(ValueError, match="overhead_positions"):
+        cheapest_parts([1], -1)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gradiend_hf import GradiendModel
+from gradiend_hf import GradiendModel, gradients
 from gradiend_hf.gradients import encode_rows, encode_rows_loop, group_gradients
 from gradiend_hf.objectives import get_objective
 
@@ -43,18 +43,38 @@ def objective_ids(tokenizer, objective_name, text, word):
     return ids[position]
 
 
+def split_into_parts(monkeypatch, objective) -> list[int]:
+    """Makes `group_gradients` split every group by length (passes cost nothing extra); records each part's width."""
+    monkeypatch.setattr(gradients, "_PASS_OVERHEAD_POSITIONS", 0)
+    widths = []
+    losses = objective.losses
+
+    def recording(model, batch):
+        widths.append(batch.input_ids.shape[1])
+        return losses(model, batch)
+
+    monkeypatch.setattr(objective, "losses", recording)
+    return widths
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one_pass", "parts_by_length"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_one_forward_gradients_equal_two_plain_computations(family):
+def test_one_forward_gradients_equal_two_plain_computations(family, split, monkeypatch):
     model, tok = tiny_model(family)
     objective_name = "masked_lm" if family in MASKED_FAMILIES else "causal_lm"
     objective = get_objective(objective_name, tok)
     masked, factual, alternative = masked_rows(4)
     masked[1] = masked[1].replace("said that", "thought")  # uneven lengths: padding must not matter
+    masked[2] = "Before the long and tiring meeting of the whole school board, the teacher said that [MASK] left."
     gradiend = GradiendModel.from_base_model(model)
     names = gradiend.param_names
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     batch = objective.prepare(masked, factual, alternative)
+    widths = split_into_parts(monkeypatch, objective) if split else None
     ours = group_gradients(model, objective, batch, names, kinds=("factual", "alternative", "diff"))
+    if split:
+        # The long row goes alone; the short ones share a part trimmed to their own length.
+        assert len(widths) > 1 and min(widths) < batch.input_ids.shape[1] == max(widths)
     assert all(p.grad is None for p in model.parameters()), "the base model's .grad must stay untouched"
     assert flags == {name: p.requires_grad for name, p in model.named_parameters()}
     assert not model.training
@@ -136,3 +156,23 @@ def test_forward_mode_runs_the_lm_head_on_the_read_positions_alone(family):
     assert shapes and all(len(shape) == 2 and shape[0] <= 2 * len(masked) for shape in shapes), shapes
     slow = encode_rows_loop(gradiend, model, objective, objective.prepare(masked, factual, alternative))
     assert ((fast - slow).abs().max() / slow.abs().max()) <= 1e-4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_trimmed_row_keeps_its_real_tokens_and_its_losses(family):
+    model, tok = tiny_model(family)
+    objective = get_objective(model, tok)
+    masked, factual, alternative = masked_rows(3)
+    masked[0] = "Before the long and tiring meeting of the whole school board, the teacher said that [MASK] left."
+    batch = objective.prepare(masked, factual, alternative)
+    with torch.no_grad():
+        whole = torch.stack(objective.losses(model, batch))
+        for row, length in enumerate(batch.row_lengths()):
+            alone = batch.select([row])
+            trimmed = alone.trimmed()
+            assert trimmed.input_ids.shape[1] == length == int(alone.attention_mask.sum())
+            assert (
+                trimmed.input_ids[trimmed.attention_mask.bool()].tolist()
+                == alone.input_ids[alone.attention_mask.bool()].tolist()
+            )
+            torch.testing.assert_close(torch.stack(objective.losses(model, trimmed))[:, 0], whole[:, row])

@@ -18,6 +18,7 @@ from gradiend_hf.gradients import encode_rows, encode_rows_loop, group_gradients
 from gradiend_hf.objectives import UnrepresentableWordError, get_objective
 from gradiend_hf.training_data import check_usable_rows
 
+from .test_gradients import split_into_parts
 from .tiny_models import CAUSAL_FAMILIES, FAMILIES, MASKED_FAMILIES, tiny_model
 
 
@@ -100,15 +101,19 @@ def test_single_token_rows_keep_one_sequence_and_mixed_rows_batch_the_rest():
         assert len(pairs) == len(batch.read_sequences)
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one_pass", "parts_by_length"])
 @pytest.mark.parametrize("family", ["bert", "roberta", "gpt2", "llama"])
-def test_multi_token_group_gradients_equal_plain_backward(family):
+def test_multi_token_group_gradients_equal_plain_backward(family, split, monkeypatch):
     model, tok = tiny_model(family)
     objective = get_objective(model, tok)
     causal = family in CAUSAL_FAMILIES
     gradiend = GradiendModel.from_base_model(model)
     names = gradiend.param_names
     batch = objective.prepare(MASKED, FACTUAL, ALTERNATIVE)
+    widths = split_into_parts(monkeypatch, objective) if split else None
     ours = group_gradients(model, objective, batch, names, kinds=("factual", "alternative"))
+    if split:
+        assert len(widths) > 1 and min(widths) < batch.input_ids.shape[1]
     params = dict(model.named_parameters())
     for kind, words in (("factual", FACTUAL), ("alternative", ALTERNATIVE)):
         model.zero_grad(set_to_none=True)

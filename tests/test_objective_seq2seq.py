@@ -25,6 +25,7 @@ from gradiend_hf.objectives.registry import objective_of_config
 from gradiend_hf.params import GradiendParameterError, select_parameters
 
 from .test_evaluation_common import he_she_dataset, neutral_dataset, one_thread  # noqa: F401
+from .test_gradients import split_into_parts
 from .tiny_models import SEQ2SEQ_FAMILIES, masked_rows, tiny_model
 
 
@@ -131,13 +132,16 @@ def plain_mean_gradients(model, tokenizer, masked, words, names):
     return grads
 
 
-def test_one_forward_group_gradients_equal_separate_backward_passes(family):
+@pytest.mark.parametrize("split", [False, True], ids=["one_pass", "parts_by_length"])
+def test_one_forward_group_gradients_equal_separate_backward_passes(family, split, monkeypatch):
     model, tokenizer = tiny_model(family)
     objective = get_objective(model, tokenizer)
     names = select_parameters(model)
-    ours = group_gradients(
-        model, objective, objective.prepare(MASKED, FACTUAL, ALTERNATIVE), names, ("factual", "alternative")
-    )
+    batch = objective.prepare(MASKED, FACTUAL, ALTERNATIVE)
+    widths = split_into_parts(monkeypatch, objective) if split else None
+    ours = group_gradients(model, objective, batch, names, ("factual", "alternative"))
+    if split:
+        assert len(widths) > 1 and min(widths) < batch.input_ids.shape[1]
     assert all(p.grad is None for p in model.parameters())
     plain_f = plain_mean_gradients(model, tokenizer, MASKED, FACTUAL, names)
     plain_a = plain_mean_gradients(model, tokenizer, MASKED, ALTERNATIVE, names)

@@ -135,6 +135,40 @@ class ObjectiveBatch:
             num_rows=len(rows),
         )
 
+    def row_lengths(self) -> list[int]:
+        """Real tokens of each row's longest sequence (encoder input; a seq2seq row counts its decoder input too)."""
+        lengths = self.attention_mask.sum(-1)
+        if self.decoder_attention_mask is not None:
+            lengths = lengths + self.decoder_attention_mask.sum(-1)
+        longest = torch.zeros(self.num_rows, dtype=lengths.dtype, device=lengths.device)
+        longest.scatter_reduce_(0, self.sequence_rows, lengths, reduce="amax")
+        return longest.tolist()
+
+    def trimmed(self) -> ObjectiveBatch:
+        """The same batch without the columns that are padding in every sequence.
+
+        Trailing padding columns always go; leading ones (left padding) only where the batch has explicit position
+        ids, since a model that numbers positions by column would otherwise read the real tokens at other positions.
+        """
+        real = self.attention_mask.any(0).nonzero().squeeze(-1)
+        if not len(real):
+            return self
+        first = int(real[0]) if self.position_ids is not None else 0
+        stop = int(real[-1]) + 1
+        changes = {
+            "input_ids": self.input_ids[:, first:stop],
+            "attention_mask": self.attention_mask[:, first:stop],
+            "position_ids": None if self.position_ids is None else self.position_ids[:, first:stop],
+        }
+        if self.decoder_input_ids is None:
+            changes["read_positions"] = self.read_positions - first
+        else:
+            # The reads are decoder positions; the decoder inputs are padded on the right.
+            decoder_stop = int(self.decoder_attention_mask.any(0).nonzero().max()) + 1
+            changes["decoder_input_ids"] = self.decoder_input_ids[:, :decoder_stop]
+            changes["decoder_attention_mask"] = self.decoder_attention_mask[:, :decoder_stop]
+        return self._replace(**changes)
+
 
 class BatchBuilder:
     """Collects the sequences and targets of rows, then pads them into an [`ObjectiveBatch`].
