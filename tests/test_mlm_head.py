@@ -17,6 +17,7 @@ from gradiend_hf.objectives import (
     gradiend_objective,
 )
 
+from .test_gradients import split_into_parts
 from .tiny_models import tiny_model
 
 
@@ -101,11 +102,16 @@ def test_pooling_length_one_reads_the_mask_alone():
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_group_gradients_equal_separate_plain_backward_passes(setup):
+@pytest.mark.parametrize("split", [False, True], ids=["one_pass", "parts_by_length"])
+def test_group_gradients_equal_separate_plain_backward_passes(setup, split, monkeypatch):
     model, tokenizer, head, objective = setup
     names = [n for n, _ in model.named_parameters()][-6:] + [next(iter(dict(model.named_parameters())))]
     kinds = ("factual", "alternative", "diff")
-    got = group_gradients(model, objective, prepare(objective, ROWS), names, kinds)
+    batch = prepare(objective, ROWS)
+    widths = split_into_parts(monkeypatch, objective) if split else None
+    got = group_gradients(model, objective, batch, names, kinds)
+    if split:
+        assert len(widths) > 1 and min(widths) < batch.input_ids.shape[1]
     # The frozen head only carries the gradients through; nothing is written to any `.grad`.
     assert all(p.grad is None for p in [*head.parameters(), *model.parameters()])
     params = dict(model.named_parameters())
