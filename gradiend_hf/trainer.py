@@ -232,17 +232,21 @@ class GradiendTrainer(OptimizerInBackwardMixin, ShardedGradiendMixin, Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Saves the GRADIEND and its training arguments as JSON (never a `training_args.bin` pickle), atomically.
 
-        A sharded GRADIEND is gathered first (all processes call this) and written whole by the main process.
+        A sharded GRADIEND is gathered first (all processes call this) and written whole by the main process; then
+        every process returns only once the folder is whole. The main process swaps the whole folder in, so a file
+        another process wrote into it meanwhile (its own shard, a log) would end up in the folder swapped out. (Not
+        sharded, only the main process need call this, as with transformers, so there is no barrier to wait at.)
         """
         gradiend = self.gradiend_to_save()
-        if not self.args.should_save:
-            return
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        gradiend.save_pretrained(
-            output_dir,
-            state_dict=None if self.sharded else state_dict,
-            json_files={TRAINING_ARGS_NAME: json.loads(self.args.to_json_string())},
-        )
+        if self.args.should_save:
+            output_dir = output_dir if output_dir is not None else self.args.output_dir
+            gradiend.save_pretrained(
+                output_dir,
+                state_dict=None if self.sharded else state_dict,
+                json_files={TRAINING_ARGS_NAME: json.loads(self.args.to_json_string())},
+            )
+        if self.sharded:
+            self.accelerator.wait_for_everyone()
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         # transformers would upload the output folder with a pickled `training_args.bin`; push the GRADIEND instead.
