@@ -30,15 +30,15 @@ from gradiend_hf.default_model import DEFAULT_BASE_MODEL  # noqa: E402
 from gradiend_hf.objectives import get_objective  # noqa: E402
 
 
+DEFAULT_OVERHEAD = gradients._PASS_OVERHEAD_POSITIONS
+
+
 def timed(one_pass: bool, base, objective, batch, names):
     # With a pass overhead above any padding, the group is one part: the previous single pass.
     gradients._PASS_OVERHEAD_POSITIONS = 10**9 if one_pass else DEFAULT_OVERHEAD
     start = time.perf_counter()
     result = gradients.group_gradients(base, objective, batch, names)
     return time.perf_counter() - start, result
-
-
-DEFAULT_OVERHEAD = gradients._PASS_OVERHEAD_POSITIONS
 
 
 def main():

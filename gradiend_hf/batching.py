@@ -67,7 +67,7 @@ def cheapest_parts(lengths: Sequence[int], overhead_positions: int) -> list[list
         raise ValueError(f"`overhead_positions` must not be negative, got {overhead_positions}.")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     # best[k]: cost of the first k sorted rows (longest first); cut[k]: where the last part of that split begins.
-    best = [0] + [0] * len(order)
+    best = [0] * (len(order) + 1)
     cut = [0] * (len(order) + 1)
     for end in range(1, len(order) + 1):
         best[end], cut[end] = min(

@@ -86,10 +86,15 @@ def group_gradients(
     return result
 
 
+# The fixed cost of one more pass, in positions: on 2 CPU cores a SmolLM2 forward pass costs about 60 ms plus 1.5 ms
+# per position, so another part must save more padding than ~40 positions (benchmarks/bench_group_parts.py).
+_PASS_OVERHEAD_POSITIONS = 48
+
+
 def _summed_losses(base_model: nn.Module, objective: Objective, batch: ObjectiveBatch) -> tuple[torch.Tensor, ...]:
     """Sums of the rows' factual and alternative losses, one forward pass per part of similar-length rows.
 
-    A group's sentences vary widely in length: padded to the longest in one pass, about 45 % of the positions of a
+    A group's sentences vary widely in length: padded to the longest in one pass, nearly half of the positions of a
     training group are padding. Each part is trimmed to its own longest row; the graphs of all parts feed the same
     backward pass, so the gradient is the one of the whole group (up to float rounding). A group is split only
     where the padding saved outweighs the fixed cost of another pass.
@@ -101,11 +106,6 @@ def _summed_losses(base_model: nn.Module, objective: Objective, batch: Objective
         part_factual, part_alternative = objective.losses(base_model, part)
         factual, alternative = factual + part_factual.sum(), alternative + part_alternative.sum()
     return factual, alternative
-
-
-# The fixed cost of one more pass, in positions: on 2 CPU cores a SmolLM2 forward pass costs about 60 ms plus 1.5 ms
-# per position, so another part must save more padding than ~40 positions (benchmarks/bench_group_parts.py).
-_PASS_OVERHEAD_POSITIONS = 48
 
 
 def _math_attention():
