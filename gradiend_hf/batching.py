@@ -13,17 +13,23 @@ from collections.abc import Sequence
 
 
 def length_batches(
-    lengths: Sequence[int], batch_size: int, max_padding: float = 0.1, min_positions: int = 512
+    lengths: Sequence[int],
+    batch_size: int,
+    max_padding: float = 0.1,
+    min_positions: int = 512,
+    sizes: Sequence[int] | None = None,
 ) -> list[list[int]]:
     """Indices of the rows in batches of similar length, the longest rows first.
 
     Args:
         lengths (`Sequence[int]`): The length of each row (tokens, or any measure that grows with them).
-        batch_size (`int`): The most rows of one batch.
+        batch_size (`int`): The most rows of one batch (with `sizes`: the largest sum of their sizes).
         max_padding (`float`, *optional*, defaults to 0.1): The largest share of a batch's positions
             (`rows · longest row`) that may be padding; a batch always holds at least one row.
         min_positions (`int`, *optional*, defaults to 512): A batch of at most this many positions is not cut for
             its padding: a forward pass over a few hundred tokens costs mostly its fixed overhead.
+        sizes (`Sequence[int]`, *optional*): What each row counts towards `batch_size` (1 each by default), e.g. the
+            sentences packed into it.
 
     Returns:
         `list[list[int]]`: every index once; within a batch and from batch to batch by non-increasing length (ties
@@ -31,20 +37,23 @@ def length_batches(
     """
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be at least 1, got {batch_size}.")
+    sizes = [1] * len(lengths) if sizes is None else sizes
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []
-    total = 0
+    total = size = 0
     for index in order:
         if current:
             longest = lengths[current[0]]
             positions = (len(current) + 1) * longest
             padding = positions - (total + lengths[index])
-            if len(current) == batch_size or (positions > min_positions and padding > max_padding * positions):
+            full = size + sizes[index] > batch_size
+            if full or (positions > min_positions and padding > max_padding * positions):
                 batches.append(current)
-                current, total = [], 0
+                current, total, size = [], 0, 0
         current.append(index)
         total += lengths[index]
+        size += sizes[index]
     if current:
         batches.append(current)
     return batches

@@ -37,6 +37,20 @@ def test_every_row_once_and_padding_within_the_limit():
         assert positions - sum(sizes) <= 0.2 * positions
 
 
+def test_sizes_count_towards_the_batch_size():
+    # Rows holding 3, 1, 2, 4 and 1 sentences, a budget of 4 sentences per batch; without a padding limit.
+    lengths, sizes = [50, 40, 30, 20, 10], [3, 1, 2, 4, 1]
+    assert length_batches(lengths, 4, max_padding=1.0, sizes=sizes) == [[0, 1], [2], [3], [4]]
+    # A row larger than the budget still gets a batch of its own.
+    assert length_batches([9, 8], 2, max_padding=1.0, sizes=[5, 1]) == [[0], [1]]
+    rng = random.Random(1)
+    lengths = [rng.randint(1, 90) for _ in range(300)]
+    sizes = [rng.randint(1, 6) for _ in range(300)]
+    batches = length_batches(lengths, 16, sizes=sizes)
+    assert sorted(i for batch in batches for i in batch) == list(range(300))
+    assert all(sum(sizes[i] for i in batch) <= 16 for batch in batches)
+
+
 def test_a_batch_size_below_one_is_refused():
     with pytest.raises(ValueError, match="batch_size"):
         length_batches([3, 4], batch_size=0)

@@ -127,7 +127,7 @@ def test_bad_sweep_arguments_are_refused():
 
 def test_reusing_the_lower_layers_gives_the_same_sweep_and_rewrite_benchmarks():
     from gradiend_hf.benchmarks.rewrite_bias import evaluate_rewrite_bias
-    from gradiend_hf.benchmarks.runner import prepare_lm_scorer
+    from gradiend_hf.benchmarks.runner import prepare_benchmark, prepare_lm_scorer
     from gradiend_hf.evaluation.prefix_cache import layer_stack
 
     model, tokenizer = tiny_model("llama", layers=4, seed=4)
@@ -137,7 +137,9 @@ def test_reusing_the_lower_layers_gives_the_same_sweep_and_rewrite_benchmarks():
         for p in gradiend.parameters():
             p.normal_(0, 0.05)
     model.eval()
-    prepare_lm_scorer(tokenizer, "causal_lm", max_texts=2)(model)  # the one-time check of the separated LM head
+    # The one-time checks of the separated LM head and of packed rows, before the passes are counted.
+    prepare_lm_scorer(tokenizer, "causal_lm", max_texts=2)(model)
+    prepare_benchmark("winobias", tokenizer, "causal_lm", max_rows=2)(model)
     lowest = layer_stack(model)[0]
     own, runs = lowest.forward, []
     lowest.forward = lambda *a, **k: runs.append(1) or own(*a, **k)

@@ -11,13 +11,16 @@ is read is a fact of the model family ([`Objective.reads_right_context`]):
   probe is a whole sentence after the tokenizer's BOS token (EOS when it has none), as lm-evaluation-harness scores a
   continuation of an empty context.
 
-[`log_probs`] batches many probes per forward pass on the model's device (never one forward per token).
+[`log_probs`] batches many probes per forward pass on the model's device (never one forward per token); a causal LM's
+sentences that begin alike share one row, their beginning computed once ([`gradiend_hf.benchmarks.packing`]).
 [`shared_positions`] aligns two tokenized sentences as the CrowS-Pairs paper does (`difflib` matching blocks).
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,8 +31,12 @@ from tqdm.auto import tqdm
 from ..batching import length_batches
 from ..evaluation.runtime import eval_mode, model_device
 from ..objectives import Objective, detect_objective, logits_at, objective_class
+from ..objectives.logits import check_pass
 from .errors import BenchmarkError
+from .packing import PackedRow, may_pack, pack_sentences, packed_inputs
 
+
+logger = logging.getLogger(__name__)
 
 Probe = tuple[Sequence[int], Sequence[int]]
 
@@ -154,6 +161,7 @@ def log_probs(
     family: type[Objective],
     batch_size: int = 32,
     progress: str | None = None,
+    pack_prefixes: bool = True,
 ) -> list[np.ndarray]:
     """Log-probabilities of each probe's original tokens at its positions, many probes per forward pass.
 
@@ -164,6 +172,10 @@ def log_probs(
         family (`type[Objective]`): How the model reads a token (see [`family_of`]).
         batch_size (`int`, *optional*, defaults to 32): Probes per forward pass.
         progress (`str`, *optional*): Label of a progress bar (none when not given).
+        pack_prefixes (`bool`, *optional*, defaults to `True`): For a causal LM, score sentences that begin alike
+            in one row of their prefix tree, the shared beginning once ([`gradiend_hf.benchmarks.packing`]; the
+            same log-probabilities up to float rounding, checked once per model against the plain rows, which a
+            model that fails the check keeps).
 
     Returns:
         `list[np.ndarray]`: per probe, one float64 log-probability per position (in the order given).
@@ -171,36 +183,109 @@ def log_probs(
     Raises:
         NonFiniteScoresError: when a log-probability is `nan` or infinite.
     """
+    with eval_mode(model):
+        if not family.reads_right_context and pack_prefixes and may_pack(model):
+            rows = pack_sentences([ids for ids, _ in probes])
+            if len(rows) < len(probes) and _packing_holds(model, tokenizer, probes, rows, family):
+                return _packed_log_probs(model, tokenizer, probes, rows, batch_size, progress)
+        return _plain_log_probs(model, tokenizer, probes, family, batch_size, progress)
+
+
+def _plain_log_probs(model, tokenizer, probes, family, batch_size, progress) -> list[np.ndarray]:
+    """[`log_probs`] with one row per probe."""
     device, pad_id = model_device(model), _pad_id(tokenizer)
     masked = family.reads_right_context
     # A model that reads only the left side predicts token t from the logits at t - 1.
     shift = 0 if masked else 1
     results: list[np.ndarray] = [np.empty(0)] * len(probes)
-    with eval_mode(model):
-        batches = _batches([len(ids) for ids, _ in probes], batch_size)
-        for chunk in tqdm(batches, desc=progress, disable=progress is None, leave=False):
-            inputs = []
-            for i in chunk:
-                ids = list(probes[i][0])
-                for position in probes[i][1] if masked else ():
-                    ids[position] = tokenizer.mask_token_id
-                inputs.append(ids)
-            rows = [r for r, i in enumerate(chunk) for _ in probes[i][1]]
-            if not rows:
-                continue
-            cols = [p - shift for i in chunk for p in probes[i][1]]
-            targets = [probes[i][0][p] for i in chunk for p in probes[i][1]]
-            # Right padding: the real tokens keep positions 0..n-1, so no position ids are needed.
-            input_ids, attention_mask = _pad(inputs, pad_id, device)
-            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            picked = logits_at(model, inputs, torch.tensor(rows), torch.tensor(cols)).float()
-            chosen = picked.gather(-1, torch.tensor(targets, device=device).unsqueeze(-1)).squeeze(-1)
-            values = chosen - torch.logsumexp(picked, dim=-1)
-            _check_finite(values)
-            values = values.double().cpu().numpy()
-            start = 0
-            for i in chunk:
-                count = len(probes[i][1])
-                results[i] = values[start : start + count]
+    batches = _batches([len(ids) for ids, _ in probes], batch_size)
+    for chunk in tqdm(batches, desc=progress, disable=progress is None, leave=False):
+        inputs = []
+        for i in chunk:
+            ids = list(probes[i][0])
+            for position in probes[i][1] if masked else ():
+                ids[position] = tokenizer.mask_token_id
+            inputs.append(ids)
+        rows = [r for r, i in enumerate(chunk) for _ in probes[i][1]]
+        if not rows:
+            continue
+        cols = [p - shift for i in chunk for p in probes[i][1]]
+        targets = [probes[i][0][p] for i in chunk for p in probes[i][1]]
+        # Right padding: the real tokens keep positions 0..n-1, so no position ids are needed.
+        input_ids, attention_mask = _pad(inputs, pad_id, device)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        picked = logits_at(model, inputs, torch.tensor(rows), torch.tensor(cols)).float()
+        chosen = picked.gather(-1, torch.tensor(targets, device=device).unsqueeze(-1)).squeeze(-1)
+        values = chosen - torch.logsumexp(picked, dim=-1)
+        _check_finite(values)
+        values = values.double().cpu().numpy()
+        start = 0
+        for i in chunk:
+            count = len(probes[i][1])
+            results[i] = values[start : start + count]
+            start += count
+    return results
+
+
+def _packed_log_probs(model, tokenizer, probes, rows: list[PackedRow], batch_size, progress) -> list[np.ndarray]:
+    """[`log_probs`] of a causal LM's probes packed into `rows`: each node's logits computed once, however many
+    sentences go through it, and each scored token read at the node of the token before it."""
+    device, pad_id = model_device(model), _pad_id(tokenizer)
+    dtype = next(model.parameters()).dtype
+    results: list[np.ndarray] = [np.empty(0)] * len(probes)
+    batches = length_batches([len(row) for row in rows], batch_size, sizes=[len(row.members) for row in rows])
+    for chunk in tqdm(batches, desc=progress, disable=progress is None, leave=False):
+        batch = [rows[k] for k in chunk]
+        reads: dict[tuple[int, int], int] = {}  # (row of the batch, node) -> index of its logits
+        lookups = []  # per scored token: (index of its logits, the token)
+        for b, row in enumerate(batch):
+            for member, path in zip(row.members, row.paths):
+                ids, positions = probes[member]
+                for position in positions:
+                    read = reads.setdefault((b, path[position - 1]), len(reads))
+                    lookups.append((read, int(ids[position])))
+        if not lookups:
+            continue
+        sequences, nodes = (torch.tensor(column) for column in zip(*reads))
+        picked = logits_at(model, packed_inputs(batch, pad_id, dtype, device), sequences, nodes).float()
+        at, targets = (torch.tensor(column, device=picked.device) for column in zip(*lookups))
+        values = picked[at, targets] - torch.logsumexp(picked, dim=-1)[at]
+        _check_finite(values)
+        values = values.double().cpu().numpy()
+        start = 0
+        for row in batch:
+            for member in row.members:
+                count = len(probes[member][1])
+                results[member] = values[start : start + count]
                 start += count
     return results
+
+
+# Causal LMs whose packed rows were checked against their plain rows: model -> (attention implementation, verdict).
+_PACKING_CHECKED: weakref.WeakKeyDictionary[nn.Module, tuple[str, bool]] = weakref.WeakKeyDictionary()
+
+
+def _packing_holds(model: nn.Module, tokenizer, probes: Sequence[Probe], rows: list[PackedRow], family) -> bool:
+    """Whether packed rows give `model` the plain rows' log-probabilities, checked once per model (and attention
+    implementation) on the packed row of the most sentences, as check passes (`FrozenPrefix` leaves them alone).
+
+    A model that builds its own mask over a given 4D one, or ignores position ids, gives other numbers and keeps the
+    plain rows. The tolerance is float rounding: packed and plain rows multiply matrices of other shapes.
+    """
+    implementation = model.config._attn_implementation
+    known = _PACKING_CHECKED.get(model)
+    if known is not None and known[0] == implementation:
+        return known[1]
+    sample = max(rows, key=lambda row: len(row.members))
+    members = [probes[m] for m in sample.members]
+    repacked = pack_sentences([ids for ids, _ in members], max_members=len(members), min_shared=1)
+    with check_pass():
+        plain = _plain_log_probs(model, tokenizer, members, family, len(members), None)
+        packed = _packed_log_probs(model, tokenizer, members, repacked, len(members), None)
+    dtype = next(model.parameters()).dtype
+    tolerance = max(1e-4, 16 * torch.finfo(dtype).eps)
+    verdict = all(np.allclose(a, b, rtol=tolerance, atol=tolerance) for a, b in zip(plain, packed))
+    if not verdict:
+        logger.info("%s scores packed rows differently; it keeps one row per sentence.", type(model).__name__)
+    _PACKING_CHECKED[model] = (implementation, verdict)
+    return verdict

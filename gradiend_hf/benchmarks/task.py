@@ -32,6 +32,8 @@ class BenchmarkTask:
         rows (`datasets.Dataset`): The benchmark's rows (see [`load_benchmark`]).
         batch_size (`int`, *optional*, defaults to 32): Probes per forward pass.
         max_length (`int`, *optional*, defaults to 256): Longest tokenized sentence.
+        pack_prefixes (`bool`, *optional*, defaults to `True`): Score a causal LM's sentences that begin alike in one
+            row, their beginning once (see [`log_probs`]).
 
     Raises:
         ObjectiveError: for an unknown objective.
@@ -45,7 +47,13 @@ class BenchmarkTask:
     """Row columns kept next to the scores (bias type, target, …)."""
 
     def __init__(
-        self, tokenizer, objective: str | type[Objective], rows: Dataset, batch_size: int = 32, max_length: int = 256
+        self,
+        tokenizer,
+        objective: str | type[Objective],
+        rows: Dataset,
+        batch_size: int = 32,
+        max_length: int = 256,
+        pack_prefixes: bool = True,
     ):
         self.family = family_of(objective=objective)
         check_tokenizer(tokenizer, self.family)
@@ -55,6 +63,7 @@ class BenchmarkTask:
         self.rows = rows
         self.batch_size = batch_size
         self.max_length = max_length
+        self.pack_prefixes = pack_prefixes
         self.bias_types = sorted(set(rows["bias_type"])) if "bias_type" in rows.column_names else ["gender"]
         self.probes: list[tuple[list[int], list[int]]] = []
         self.owners: list[int] = []
@@ -86,7 +95,13 @@ class BenchmarkTask:
     def __call__(self, model: nn.Module, show_progress: bool = False) -> pd.DataFrame:
         """Per-row scores of `model` (higher = more likely), one row per benchmark row."""
         values = log_probs(
-            model, self.tokenizer, self.probes, self.family, self.batch_size, self.name if show_progress else None
+            model,
+            self.tokenizer,
+            self.probes,
+            self.family,
+            self.batch_size,
+            self.name if show_progress else None,
+            pack_prefixes=self.pack_prefixes,
         )
         grouped: list[list[float]] = [[] for _ in range(len(self.sentences) * len(self))]
         for owner, value in zip(self.owners, values):

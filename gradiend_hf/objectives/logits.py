@@ -20,6 +20,7 @@ route with the model's own forward.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import weakref
@@ -73,9 +74,20 @@ _checking = False  # True during the check's own passes
 
 
 def in_check_pass() -> bool:
-    """Whether the model now runs for the one-time check of its separated head, not for the caller's batch (hooks
-    that remember batches, as `FrozenPrefix` does, leave these passes alone)."""
+    """Whether the model now runs for a one-time check (of its separated head, of packed prefixes), not for the
+    caller's batch (hooks that remember batches, as `FrozenPrefix` does, leave these passes alone)."""
     return _checking
+
+
+@contextlib.contextmanager
+def check_pass():
+    """Marks the passes inside as check passes (see [`in_check_pass`])."""
+    global _checking
+    outer, _checking = _checking, True
+    try:
+        yield
+    finally:
+        _checking = outer
 
 
 def causal_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
@@ -113,18 +125,14 @@ def _checked_causal_head(model: nn.Module, inputs: dict[str, torch.Tensor]) -> t
         backbone, head = split
         # A copy of the first row, run as a check pass (see `in_check_pass`): not the caller's batch.
         row = {key: value[:1].clone() if isinstance(value, torch.Tensor) else value for key, value in inputs.items()}
-        global _checking
-        _checking = True
         try:
-            with torch.no_grad():
+            with check_pass(), torch.no_grad():
                 own = model(**row).logits
                 separated = head(backbone(**row)[0])
         except TypeError:  # the backbone does not take an input the model does
             verdict = False
         else:
             verdict = own.shape == separated.shape and torch.allclose(own, separated, rtol=1e-4, atol=1e-4)
-        finally:
-            _checking = False
         _CAUSAL_HEAD_CHECKED[model] = bool(verdict)
     return split if verdict else None
 
