@@ -38,25 +38,11 @@ import torch
 from torch import nn
 from torch._C._functorch import get_unwrapped, is_functorch_wrapped_tensor
 
+from ..model_layers import layer_stack
 from ..objectives.logits import in_check_pass
 
 
 logger = logging.getLogger(__name__)
-
-
-def layer_stack(model: nn.Module) -> nn.ModuleList | None:
-    """The model's stack of transformer layers: the `nn.ModuleList` of two or more modules of one class that holds
-    the most parameters (`None` when there is none)."""
-    best, best_size = None, 0
-    for module in model.modules():
-        if not isinstance(module, nn.ModuleList) or len(module) < 2:
-            continue
-        if len({type(layer) for layer in module}) != 1:
-            continue
-        size = sum(p.numel() for p in module.parameters())
-        if size > best_size:
-            best, best_size = module, size
-    return best
 
 
 def first_covered_layer(stack: nn.ModuleList, covered: list[nn.Parameter]) -> int | None:

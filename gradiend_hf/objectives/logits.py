@@ -14,6 +14,10 @@ positions before a causal LM's target), so the head runs on those alone:
 - any other causal LM whose forward takes `logits_to_keep`: only the last positions from the first one read on;
 - any other model: the whole forward, the read positions picked afterwards.
 
+Without autograd, the last layer's MLP also runs on the read positions alone when the model has one (`mlp`, as
+Llama and GPT-2 do): nothing after the last layer mixes positions, so what it computes elsewhere is never read.
+That is checked once per model against the whole MLP (a model that mixes positions afterwards keeps it whole).
+
 The logits of the read positions are the same in every case (the head is applied row by row); tests compare each
 route with the model's own forward.
 """
@@ -27,6 +31,8 @@ import weakref
 
 import torch
 from torch import nn
+
+from ..model_layers import last_layer_mlp
 
 
 # Attribute names of a masked LM's head that `forward` applies to the backbone's last hidden state and nothing else.
@@ -111,6 +117,14 @@ def causal_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
     return backbone, head
 
 
+def _row_of(inputs: dict[str, torch.Tensor], index: int) -> dict:
+    """A copy of one row of a batch's inputs (a check's own input, never the caller's batch)."""
+    return {
+        key: value[index : index + 1].clone() if isinstance(value, torch.Tensor) else value
+        for key, value in inputs.items()
+    }
+
+
 def _checked_causal_head(model: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[nn.Module, nn.Module] | None:
     """[`causal_head`] once its logits on the batch's first row equal the model's own (checked once per model, in
     eval mode: dropout would make two passes differ). Only without autograd: a gradient through the picked
@@ -124,7 +138,7 @@ def _checked_causal_head(model: nn.Module, inputs: dict[str, torch.Tensor]) -> t
     if verdict is None:
         backbone, head = split
         # A copy of the first row, run as a check pass (see `in_check_pass`): not the caller's batch.
-        row = {key: value[:1].clone() if isinstance(value, torch.Tensor) else value for key, value in inputs.items()}
+        row = _row_of(inputs, 0)
         try:
             with check_pass(), torch.no_grad():
                 own = model(**row).logits
@@ -150,9 +164,69 @@ def hidden_at_reads(
     if split is None:
         return None
     backbone, head = split
-    hidden = backbone(**inputs)[0]
-    device = hidden.device
-    return hidden[sequences.to(device), positions.to(device)], head
+    device = inputs["input_ids"].device
+    sequences, positions = sequences.to(device), positions.to(device)
+    mlp = _checked_last_mlp(model, backbone, inputs, sequences, positions)
+    if mlp is None:
+        hidden = backbone(**inputs)[0]
+    else:
+        with _mlp_at(mlp, sequences, positions, inputs["input_ids"].shape):
+            hidden = backbone(**inputs)[0]
+    return hidden[sequences, positions], head
+
+
+# Models whose last layer's MLP was checked to be needed at the read positions only: model -> verdict.
+_LAST_MLP_CHECKED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def _mlp_at(mlp: nn.Module, sequences: torch.Tensor, positions: torch.Tensor, shape: torch.Size):
+    """Runs `mlp` (the last layer's) on the read positions of a `shape` batch only; its output is 0 at the others.
+
+    Nothing after the last layer mixes positions (checked), so the positions nobody reads need no MLP: for a
+    causal LM's class probabilities (one read per row) that is most of the last layer's cost.
+    """
+    saved = mlp.__dict__.get("forward")
+    own = mlp.forward
+
+    def at_reads(hidden, *args, **kwargs):
+        if tuple(hidden.shape[:2]) != tuple(shape):  # not the batch being read
+            return own(hidden, *args, **kwargs)
+        picked = own(hidden[sequences, positions].unsqueeze(0), *args, **kwargs).squeeze(0)
+        return torch.zeros_like(hidden).index_put((sequences, positions), picked)
+
+    mlp.forward = at_reads
+    try:
+        yield
+    finally:
+        if saved is None:
+            del mlp.forward
+        else:
+            mlp.forward = saved
+
+
+def _checked_last_mlp(model, backbone, inputs, sequences, positions) -> nn.Module | None:
+    """The last layer's MLP once running it at the reads alone has given the backbone's own hidden states there (on
+    the first read row of the first batch, once per model, without autograd); `None` for a model without one or
+    that failed the check."""
+    if torch.is_grad_enabled() or not len(sequences):
+        return None
+    mlp = last_layer_mlp(backbone)
+    if mlp is None:
+        return None
+    verdict = _LAST_MLP_CHECKED.get(model)
+    if verdict is None:
+        row_index = int(sequences[0])
+        row = _row_of(inputs, row_index)
+        at = positions[sequences == row_index]
+        first = torch.zeros_like(at)
+        with check_pass(), torch.no_grad():
+            own = backbone(**row)[0][first, at]
+            with _mlp_at(mlp, first, at, row["input_ids"].shape):
+                restricted = backbone(**row)[0][first, at]
+        verdict = own.shape == restricted.shape and torch.allclose(own, restricted, rtol=1e-5, atol=1e-5)
+        _LAST_MLP_CHECKED[model] = bool(verdict)
+    return mlp if verdict else None
 
 
 def logits_at(
