@@ -9,7 +9,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from gradiend_hf.benchmarks import scoring
+from gradiend_hf.benchmarks import BenchmarkError, scoring
 from gradiend_hf.benchmarks.packing import may_pack, pack_sentences, packed_inputs
 from gradiend_hf.benchmarks.scoring import family_of, log_probs
 from gradiend_hf.benchmarks.winobias import WinoBiasTask
@@ -86,6 +86,11 @@ def test_the_mask_lets_each_node_see_exactly_its_prefix():
 def test_bad_packing_settings_are_refused():
     with pytest.raises(ValueError, match="max_members"):
         pack_sentences([[1, 2]], max_members=0)
+    model, tokenizer = tiny_model("gpt2")
+    probes = [([1, 5, 6, 7], range(1, 4)), ([1, 5, 6, 8], range(1, 4))]
+    for pack in (True, False):
+        with pytest.raises(BenchmarkError, match="batch_size"):
+            log_probs(model, tokenizer, probes, CAUSAL, batch_size=0, pack_prefixes=pack)
 
 
 def hand_log_probs(model, ids):

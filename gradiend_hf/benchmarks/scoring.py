@@ -121,11 +121,11 @@ def differing_positions(ids: Sequence[int], shared: Sequence[int], skip: set[int
     return [i for i, token in enumerate(ids) if i not in shared and token not in skip]
 
 
-def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+def _batches(lengths: Sequence[int], batch_size: int, sizes: Sequence[int] | None = None) -> list[list[int]]:
     if batch_size < 1:
         raise BenchmarkError(f"`batch_size` must be at least 1, got {batch_size}.")
     # Similar lengths together: less padding, fewer wasted positions per forward pass.
-    return length_batches(lengths, batch_size)
+    return length_batches(lengths, batch_size, sizes=sizes)
 
 
 def _pad(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,6 +183,8 @@ def log_probs(
     Raises:
         NonFiniteScoresError: when a log-probability is `nan` or infinite.
     """
+    if batch_size < 1:
+        raise BenchmarkError(f"`batch_size` must be at least 1, got {batch_size}.")
     with eval_mode(model):
         if not family.reads_right_context and pack_prefixes and may_pack(model):
             rows = pack_sentences([ids for ids, _ in probes])
@@ -233,7 +235,7 @@ def _packed_log_probs(model, tokenizer, probes, rows: list[PackedRow], batch_siz
     device, pad_id = model_device(model), _pad_id(tokenizer)
     dtype = next(model.parameters()).dtype
     results: list[np.ndarray] = [np.empty(0)] * len(probes)
-    batches = length_batches([len(row) for row in rows], batch_size, sizes=[len(row.members) for row in rows])
+    batches = _batches([len(row) for row in rows], batch_size, sizes=[len(row.members) for row in rows])
     for chunk in tqdm(batches, desc=progress, disable=progress is None, leave=False):
         batch = [rows[k] for k in chunk]
         reads: dict[tuple[int, int], int] = {}  # (row of the batch, node) -> index of its logits
