@@ -13,6 +13,7 @@ from gradiend_hf.benchmarks import BenchmarkError, scoring
 from gradiend_hf.benchmarks.packing import may_pack, pack_sentences, packed_inputs
 from gradiend_hf.benchmarks.scoring import family_of, log_probs
 from gradiend_hf.benchmarks.winobias import WinoBiasTask
+from gradiend_hf.model_layers import layer_stack
 
 from .test_benchmarks_scoring import hand_sentence_ll
 from .tiny_models import tiny_model
@@ -105,8 +106,7 @@ class PositionCounter:
 
     def __init__(self, model):
         self.positions = 0
-        layers = model.model.layers if hasattr(model, "model") else model.transformer.h
-        self.handle = layers[0].register_forward_pre_hook(self.count)
+        self.handle = layer_stack(model)[0].register_forward_pre_hook(self.count)
 
     def count(self, module, args):
         self.positions += args[0].shape[0] * args[0].shape[1]

@@ -50,17 +50,18 @@ class PackedRow:
     depths: list[int] = field(default_factory=list)
     members: list[int] = field(default_factory=list)
     paths: list[list[int]] = field(default_factory=list)
+    _children: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)  # (parent, token) -> node
 
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def add(self, member: int, ids: Sequence[int], children: dict[tuple[int, int], int]) -> None:
-        """Adds a sentence: the nodes of its prefixes not in the tree yet (`children`: `(parent, token)` → node)."""
+    def add(self, member: int, ids: Sequence[int]) -> None:
+        """Adds a sentence: the nodes of its prefixes not in the tree yet."""
         parent, path = -1, []
         for depth, token in enumerate(ids):
-            node = children.get((parent, token))
+            node = self._children.get((parent, token))
             if node is None:
-                node = children[(parent, token)] = len(self.tokens)
+                node = self._children[(parent, token)] = len(self.tokens)
                 self.tokens.append(int(token))
                 self.parents.append(parent)
                 self.depths.append(depth)
@@ -96,15 +97,13 @@ def pack_sentences(sequences: Sequence[Sequence[int]], max_members: int = 8, min
         raise ValueError(f"`max_members` and `min_shared` must be at least 1, got {max_members} and {min_shared}.")
     order = sorted(range(len(sequences)), key=lambda i: list(sequences[i]))
     rows: list[PackedRow] = []
-    children: dict[tuple[int, int], int] = {}
     previous = None
     for index in order:
         ids = sequences[index]
         fits = rows and len(rows[-1].members) < max_members
         if not (fits and shared_length(sequences[previous], ids) >= min_shared):
             rows.append(PackedRow())
-            children = {}
-        rows[-1].add(index, ids, children)
+        rows[-1].add(index, ids)
         previous = index
     return rows
 

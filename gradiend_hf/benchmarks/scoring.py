@@ -122,8 +122,6 @@ def differing_positions(ids: Sequence[int], shared: Sequence[int], skip: set[int
 
 
 def _batches(lengths: Sequence[int], batch_size: int, sizes: Sequence[int] | None = None) -> list[list[int]]:
-    if batch_size < 1:
-        raise BenchmarkError(f"`batch_size` must be at least 1, got {batch_size}.")
     # Similar lengths together: less padding, fewer wasted positions per forward pass.
     return length_batches(lengths, batch_size, sizes=sizes)
 
@@ -279,11 +277,11 @@ def _packing_holds(model: nn.Module, tokenizer, probes: Sequence[Probe], rows: l
     if known is not None and known[0] == implementation:
         return known[1]
     sample = max(rows, key=lambda row: len(row.members))
-    members = [probes[m] for m in sample.members]
-    repacked = pack_sentences([ids for ids, _ in members], max_members=len(members), min_shared=1)
+    size = len(sample.members)
     with check_pass():
-        plain = _plain_log_probs(model, tokenizer, members, family, len(members), None)
-        packed = _packed_log_probs(model, tokenizer, members, repacked, len(members), None)
+        plain = _plain_log_probs(model, tokenizer, [probes[m] for m in sample.members], family, size, None)
+        scored = _packed_log_probs(model, tokenizer, probes, [sample], size, None)
+    packed = [scored[m] for m in sample.members]
     dtype = next(model.parameters()).dtype
     tolerance = max(1e-4, 16 * torch.finfo(dtype).eps)
     verdict = all(np.allclose(a, b, rtol=tolerance, atol=tolerance) for a, b in zip(plain, packed))
