@@ -24,6 +24,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from .batching import cheapest_parts, length_batches
 from .errors import GradiendError
 from .objectives import Objective, ObjectiveBatch
+from .objectives.shared_prefixes import prefix_groups
 from .params import get_parameters, requires_grad_only
 
 
@@ -209,14 +210,17 @@ def encode_texts(
     """Encodings `(rows, latent_dim)` (float64, CPU) of many rows: the one batching loop over [`encode_rows`].
 
     Rows of similar length share a batch (less padding); the base model is in eval mode while they are encoded and
-    the result follows the order of the rows.
+    the result follows the order of the rows. Where the objective lets a sequence that begins another run inside it
+    (causal LMs), rows sharing sequences go into one batch and such a sequence runs once (see
+    [`gradiend_hf.objectives.shared_prefixes`]): an encoder evaluation's neutral re-blankings of its test rows.
 
     Args:
         gradiend (`nn.Module`): The GRADIEND.
         base_model (`nn.Module`): Its base model.
         objective ([`Objective`]): How the rows become model inputs.
         masked, factual, alternative (`Sequence[str]`): The rows' texts (one `[MASK]` each) and words.
-        batch_size (`int`, *optional*, defaults to 32): Rows per forward-mode pass.
+        batch_size (`int`, *optional*, defaults to 32): Rows per forward-mode pass (a row whose sequences all run
+            inside another row's does not count).
 
     Returns:
         `torch.Tensor`: one row of feature values per input row.
@@ -227,14 +231,25 @@ def encode_texts(
     was_training = base_model.training
     base_model.eval()
     try:
-        for chunk in length_batches(objective.read_lengths(masked), batch_size):
+        groups, lengths, sizes = _row_groups(objective, masked, factual, alternative)
+        for chunk in length_batches(lengths, batch_size, sizes=sizes):
+            rows = [row for group in chunk for row in groups[group]]
             batch = objective.prepare(
-                [masked[i] for i in chunk], [factual[i] for i in chunk], [alternative[i] for i in chunk]
+                [masked[i] for i in rows], [factual[i] for i in rows], [alternative[i] for i in rows]
             )
-            out[chunk] = encode_rows(gradiend, base_model, objective, batch).detach().double().cpu()
+            out[rows] = encode_rows(gradiend, base_model, objective, batch).detach().double().cpu()
     finally:
         base_model.train(was_training)
     return out
+
+
+def _row_groups(objective: Objective, masked, factual, alternative) -> tuple[list[list[int]], list[int], list[int]]:
+    """The rows in groups that must share a batch, the length of each group and what it counts towards a batch
+    (see [`prefix_groups`]); one row per group where the objective shares no sequences."""
+    if not objective.shares_prefix_sequences:
+        return [[row] for row in range(len(masked))], objective.read_lengths(masked), [1] * len(masked)
+    sequences, sequence_rows = objective.row_sequences(masked, factual, alternative)
+    return prefix_groups(sequences, sequence_rows, len(masked))
 
 
 def stack_gradients(per_group: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -23,6 +23,7 @@ from torch import nn
 from ..data.schema import MASK
 from .batch import BatchBuilder, ObjectiveBatch
 from .logits import accepts, logits_at
+from .shared_prefixes import share_prefixes
 from .words import ObjectiveError, UnrepresentableWordError, word_span
 
 
@@ -91,6 +92,9 @@ class Objective:
         scores_any_word (`bool`): Whether any word can fill a blank (an MLM head scores only its labels).
         description (`str`), lms_description (`str`): How model cards describe the objective and its LMS.
         scores_benchmarks (`bool`): Whether the bias benchmarks (`gradiend_hf.benchmarks`) can score the family.
+        shares_prefix_sequences (`bool`): Whether the logits at a position of a sequence depend on the tokens up to
+            it alone, and the objective reads nothing but those logits, so that a sequence beginning another one of
+            the batch runs as part of it (see [`gradiend_hf.objectives.shared_prefixes`]).
     """
 
     name: str = ""
@@ -106,6 +110,7 @@ class Objective:
     description: str = ""
     lms_description: str = ""
     scores_benchmarks: bool = True
+    shares_prefix_sequences: bool = False
 
     option_names: tuple[str, ...] = ()
     """The keyword arguments of the constructor that a GRADIEND's config records (`objective_options`)."""
@@ -259,6 +264,16 @@ class Objective:
         batch.position_ids = self._position_ids(batch.attention_mask)
         return batch
 
+    def row_sequences(
+        self, masked: Sequence[str], factual: Sequence[str], alternative: Sequence[str] | None = None
+    ) -> tuple[list[list[int]], list[int]]:
+        """The token ids of every sequence [`prepare`] gives these rows (without padding) and the row of each: what
+        decides, before batching, which rows share sequences (see [`gradiend_hf.objectives.shared_prefixes`])."""
+        alternative = list(alternative) if alternative is not None else list(factual)
+        builder = BatchBuilder()
+        self._add_rows(builder, masked, [[f, a] for f, a in zip(factual, alternative)], for_loss=True)
+        return builder.sequences, builder.sequence_rows
+
     def _add_rows(
         self, builder: BatchBuilder, masked: Sequence[str], words: Sequence[Sequence[str]], for_loss: bool = False
     ) -> None:
@@ -388,7 +403,10 @@ class Objective:
         inputs = batch.model_inputs()
         if "position_ids" in inputs and not accepts(model, "position_ids"):
             inputs.pop("position_ids")
-        return logits_at(model, inputs, batch.read_sequences, batch.read_positions).float().log_softmax(-1)
+        sequences, positions = batch.read_sequences, batch.read_positions
+        if self.shares_prefix_sequences:
+            inputs, sequences, positions = share_prefixes(inputs, sequences, positions)
+        return logits_at(model, inputs, sequences, positions).float().log_softmax(-1)
 
     def word_log_probs(self, model: nn.Module, batch: ObjectiveBatch) -> torch.Tensor:
         """Log-probability of every word of every row, shape `(rows, slots)`: the sum of its tokens' log-probs

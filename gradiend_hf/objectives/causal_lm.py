@@ -38,6 +38,8 @@ class CausalLMObjective(Objective):
     # same for either side.
     padding_side = "left"
     reads_right_context = False
+    # The logits at a position come from the tokens up to it: a row whose sequence begins another's runs inside it.
+    shares_prefix_sequences = True
     default_left_context_words = 10
     min_left_context_words = 1
     class_tokens_per_row = True

@@ -68,6 +68,7 @@ class CausalLMMLMHeadObjective(CausalLMObjective):
 
     name = "causal_lm_mlm_head"
     scores_any_word = False  # the head scores its label words only (neutral rows have none)
+    shares_prefix_sequences = False  # the head pools the hidden states after the mask too
     description = (
         "decoder-only model with an MLM head (the word at the mask from the mean of the decoder's last hidden states "
         "at the mask and the next positions)"
