@@ -254,11 +254,13 @@ def test_invert_encoding_keeps_reconstruction(bert):
     assert gradiend.config.positive_class == "F"
 
 
+@pytest.mark.parametrize("latent_dim", [1, 2])
 @pytest.mark.parametrize("batch", [None, 3])
-def test_fused_reconstruction_loss_matches_autograd(bert, batch):
-    """The hand-written backward of the reconstruction error equals plain autograd on the flat computation."""
+def test_fused_reconstruction_loss_matches_autograd(bert, batch, latent_dim):
+    """The hand-written backward of the reconstruction error equals plain autograd on the flat computation (a
+    one-dimensional latent takes the elementwise outer product)."""
     torch.manual_seed(0)
-    gradiend = GradiendModel.from_base_model(bert[0], params=["*.layer.1.*"], latent_dim=2)
+    gradiend = GradiendModel.from_base_model(bert[0], params=["*.layer.1.*"], latent_dim=latent_dim)
     names = gradiend.param_names
     sources, targets = random_gradients(gradiend, batch, seed=1), random_gradients(gradiend, batch, seed=2)
     gradiend(source_gradients=sources, target_gradients=targets).loss.backward()
