@@ -12,7 +12,7 @@ results under the results folder.
     python benchmarks/bench_vs_reference.py --setup
     # tiny BERT end to end (~6 min on an idle 2-core machine, the reference's run ~5 of them)
     python benchmarks/bench_vs_reference.py --workload tiny
-    # SmolLM2-135M (~27 min idle: the reference's run alone is ~22 min), bert-base throughput (~5 min), or all
+    # SmolLM2-135M (~68 min idle: the reference's run alone is ~60 min), bert-base throughput (~5 min), or all
     python benchmarks/bench_vs_reference.py --workload smollm2
     # re-measure gradiend-hf only, against the stored reference result of the same workload settings
     python benchmarks/bench_vs_reference.py --workload tiny --sides gradiend-hf
